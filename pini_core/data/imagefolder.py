@@ -1,0 +1,230 @@
+"""Any ImageFolder tree (one sub-folder per class) as a :class:`DatasetSplits`.
+
+Two layouts are understood::
+
+    root/cat/1.jpg, root/dog/2.png, ...              -> seeded, stratified train/val/test split
+    root/train/cat/..., root/test/cat/... [root/val/...] -> the given splits
+                                                       (no val folder: val is carved from train)
+
+Images are not opened while listing (a 100k-image tree lists in seconds); they are
+checked when loaded (:class:`pini_core.data.transforms.ImageDataset`) or all up front
+with :func:`verify_images` / :func:`verify_splits` (``verify=True``). ``on_error``
+says what a broken image does: ``"raise"`` an error naming the file, or ``"skip"`` it
+and count it (``splits.meta["skipped"]``).
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import random
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from pini_core.data.images import ImageLoadError, describe_source, load_image
+from pini_core.data.registry import DatasetSplits, Datum, register_dataset
+from pini_core.data.templates import DEFAULT_TEMPLATE
+
+IMAGE_EXTENSIONS = frozenset({
+    ".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff",
+    ".ppm", ".pgm", ".pbm", ".pnm", ".tga", ".ico",
+})
+SPLIT_DIR_NAMES = {
+    "train": ("train", "training"),
+    "val": ("val", "valid", "validation"),
+    "test": ("test", "testing"),
+}
+ON_ERROR = ("raise", "skip")
+
+
+def check_on_error(on_error: str) -> str:
+    if on_error not in ON_ERROR:
+        raise ValueError(f"on_error must be 'raise' (stop with an error naming the broken file) "
+                         f"or 'skip' (leave broken images out and count them), got {on_error!r}")
+    return on_error
+
+
+def is_image_file(name: str) -> bool:
+    return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+
+
+def list_image_files(folder: str) -> Tuple[List[str], int]:
+    """All image files under ``folder`` (recursively, sorted, hidden entries skipped),
+    and how many non-image files were ignored."""
+    found, ignored = [], 0
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for f in sorted(filenames):
+            if f.startswith("."):
+                continue
+            if is_image_file(f):
+                found.append(os.path.join(dirpath, f))
+            else:
+                ignored += 1
+    return found, ignored
+
+
+def _class_dirs(folder: str) -> List[str]:
+    return sorted(e.name for e in os.scandir(folder) if e.is_dir() and not e.name.startswith("."))
+
+
+def _find_split_dirs(root: str) -> Dict[str, str]:
+    present = {e.name.lower(): e.name for e in os.scandir(root) if e.is_dir()}
+    out = {}
+    for split, names in SPLIT_DIR_NAMES.items():
+        for n in names:
+            if n in present:
+                out[split] = os.path.join(root, present[n])
+                break
+    return out
+
+
+def stratified_split(data: Sequence[Datum], fractions: Sequence[float], seed: int) -> List[List[Datum]]:
+    """Split ``data`` per label into len(fractions)+1 parts: part i gets
+    round(n * fractions[i]) of each label's (seed-shuffled) items, the first part the rest.
+    Every label keeps at least one item in the first part."""
+    rng = random.Random(seed)
+    groups: Dict[int, List[Datum]] = {}
+    for item in data:
+        groups.setdefault(item[1], []).append(item)
+    parts: List[List[Datum]] = [[] for _ in range(len(fractions) + 1)]
+    for label in sorted(groups):
+        items = list(groups[label])
+        rng.shuffle(items)
+        n = len(items)
+        counts = [int(round(n * f)) for f in fractions]
+        while n - sum(counts) < 1 and sum(counts) > 0:  # keep >= 1 training item
+            counts[counts.index(max(counts))] -= 1
+        start = 0
+        for i, c in enumerate(counts, start=1):
+            parts[i].extend(items[start:start + c])
+            start += c
+        parts[0].extend(items[start:])
+    return parts
+
+
+def _scan(folder: str, class_index: Dict[str, int]) -> Tuple[List[Datum], int]:
+    data, ignored = [], 0
+    for cname in _class_dirs(folder):
+        if cname not in class_index:
+            continue
+        files, ign = list_image_files(os.path.join(folder, cname))
+        ignored += ign
+        data.extend((f, class_index[cname]) for f in files)
+    return data, ignored
+
+
+@register_dataset("imagefolder", "your own images: ROOT/<class>/*.jpg (or ROOT/{train,val,test}/<class>/...)")
+def load_imagefolder(root: Optional[str] = None, seed: int = 1, *, val_fraction: float = 0.2,
+                     test_fraction: float = 0.2, template: str = DEFAULT_TEMPLATE,
+                     on_error: str = "raise", verify: bool = False, name: Optional[str] = None,
+                     progress: bool = False) -> DatasetSplits:
+    """Load an ImageFolder tree. Class names are the folder names with ``_`` read as spaces;
+    labels follow the sorted folder names. See the module docstring for the layouts."""
+    check_on_error(on_error)
+    if root is None:
+        raise ValueError("imagefolder needs root=PATH: a folder with one sub-folder of images per "
+                         "class (ROOT/cat/*.jpg, ROOT/dog/*.jpg), or with train/ and test/ "
+                         "(and optionally val/) folders laid out that way")
+    root = os.path.abspath(os.path.expanduser(os.fspath(root)))
+    if not os.path.isdir(root):
+        raise FileNotFoundError(f"imagefolder root {root} does not exist or is not a folder")
+    for frac, what in ((val_fraction, "val_fraction"), (test_fraction, "test_fraction")):
+        if not 0.0 <= frac < 1.0:
+            raise ValueError(f"{what} must be in [0, 1), got {frac}")
+    if val_fraction + test_fraction >= 1.0:
+        raise ValueError("val_fraction + test_fraction must leave something to train on (< 1)")
+
+    split_dirs = _find_split_dirs(root)
+    meta: Dict[str, object] = {"root": root, "on_error": on_error}
+    if "train" in split_dirs and "test" in split_dirs:
+        folders = {s: _class_dirs(d) for s, d in split_dirs.items()}
+        raw_names = sorted(set().union(*folders.values()))
+        index = {c: i for i, c in enumerate(raw_names)}
+        parts, ignored = {}, 0
+        for split, d in split_dirs.items():
+            parts[split], ign = _scan(d, index)
+            ignored += ign
+        train, test = parts["train"], parts["test"]
+        if "val" in parts:
+            val = parts["val"]
+        else:
+            train, val = stratified_split(train, [val_fraction], seed)
+        meta["layout"] = "splits" if "val" in parts else "splits (val carved from train)"
+    else:
+        raw_names = _class_dirs(root)
+        index = {c: i for i, c in enumerate(raw_names)}
+        data, ignored = _scan(root, index)
+        train, val, test = stratified_split(data, [val_fraction, test_fraction], seed)
+        meta["layout"] = "classes (seeded stratified split)"
+        meta["split_seed"] = seed
+
+    counts = [0] * len(raw_names)
+    for _, y in (*train, *val, *test):
+        counts[y] += 1
+    empty = [raw_names[i] for i, c in enumerate(counts) if c == 0]
+    if empty:  # drop classes with no images and re-index the others
+        keep = [i for i, c in enumerate(counts) if c > 0]
+        remap = {old: new for new, old in enumerate(keep)}
+        raw_names = [raw_names[i] for i in keep]
+        train, val, test = ([(p, remap[y]) for p, y in part] for part in (train, val, test))
+        meta["empty_classes"] = empty
+    if len(raw_names) < 2:
+        raise ValueError(f"{root}: found {len(raw_names)} class folder(s) with images; a classifier "
+                         "needs at least 2. Put each class's images in its own sub-folder "
+                         "(ROOT/cat/*.jpg, ROOT/dog/*.jpg).")
+    if not train:
+        raise ValueError(f"{root}: no training images found (looked for {sorted(IMAGE_EXTENSIONS)})")
+    meta["ignored_files"] = ignored
+    meta["raw_classnames"] = list(raw_names)
+    splits = DatasetSplits(name=name or os.path.basename(root.rstrip(os.sep)) or "imagefolder",
+                           classnames=[c.replace("_", " ").strip() for c in raw_names],
+                           template=template, train=train, val=val, test=test, meta=meta)
+    return verify_splits(splits, on_error, progress=progress) if verify else splits
+
+
+def verify_images(data: Sequence[Datum], on_error: str = "raise", *, progress: bool = False,
+                  desc: str = "checking images", **load_kwargs) -> Tuple[List[Datum], List[Tuple[str, str]]]:
+    """Open every image of ``data`` now. Returns ``(kept, skipped)``, ``skipped`` being
+    ``(file, reason)`` pairs. With ``on_error="raise"`` the first broken image raises
+    :class:`ImageLoadError` naming it. ``load_kwargs`` go to :func:`load_image`."""
+    check_on_error(on_error)
+    kept: List[Datum] = []
+    skipped: List[Tuple[str, str]] = []
+    items = data
+    if progress:
+        from tqdm.auto import tqdm
+        items = tqdm(data, desc=desc, unit="img")
+    for item in items:
+        try:
+            load_image(item[0], **load_kwargs)
+        except ImageLoadError as e:
+            if on_error == "raise":
+                raise
+            skipped.append((describe_source(item[0]), str(e)))
+            continue
+        kept.append(item)
+    return kept, skipped
+
+
+def verify_splits(splits: DatasetSplits, on_error: str = "raise", *, progress: bool = False,
+                  **load_kwargs) -> DatasetSplits:
+    """:func:`verify_images` on every split and target; returns a new DatasetSplits whose
+    ``meta["skipped"]`` holds the count per split and ``meta["skipped_files"]`` the
+    ``(file, reason)`` pairs."""
+    check_on_error(on_error)
+    counts: Dict[str, int] = {}
+    files: List[Tuple[str, str]] = []
+    new = {}
+    for part in ("train", "val", "test"):
+        new[part], bad = verify_images(getattr(splits, part), on_error, progress=progress,
+                                       desc=f"checking {splits.name} {part}", **load_kwargs)
+        counts[part] = len(bad)
+        files.extend(bad)
+    targets = {}
+    for tname, tdata in splits.targets.items():
+        targets[tname], bad = verify_images(tdata, on_error, progress=progress,
+                                            desc=f"checking {tname}", **load_kwargs)
+        counts[f"target:{tname}"] = len(bad)
+        files.extend(bad)
+    meta = dict(splits.meta)
+    meta.update(skipped=counts, skipped_files=files, verified=True, on_error=on_error)
+    return dataclasses.replace(splits, targets=targets, meta=meta, **new)
