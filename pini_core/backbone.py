@@ -1,0 +1,372 @@
+"""Frozen CLIP backbones through open_clip, with what the noise generators need.
+
+`load_backbone` accepts, like open_clip's own factory:
+  - an open_clip model name + pretrained tag      ("ViT-B-16", pretrained="openai")
+  - an open_clip model name + a local weights file ("ViT-B-16", pretrained="/w/vitb16.safetensors")
+  - a local open_clip model directory              ("local-dir:/models/my_clip")
+  - the embedded toy CLIP the project ships        ("embedded")
+
+Weights are never silently replaced by a random init: a missing download fails within
+`timeout` seconds with a message naming the cache directory and the alternatives.
+"""
+from __future__ import annotations
+
+import contextlib
+import difflib
+import hashlib
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+EMBEDDED_NAMES = ("embedded", "pini-toyclip")
+REPO_ROOT = Path(__file__).resolve().parent.parent
+EMBEDDED_DIR = REPO_ROOT / "checkpoints" / "toyclip"
+PRECISIONS = ("fp32", "fp16", "bf16", "amp")
+
+
+class BackboneError(RuntimeError):
+    """A backbone could not be loaded; the message says what to do instead."""
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def _alternatives() -> str:
+    return ("Alternatives: pass a local weights file (--pretrained /path/to/weights.safetensors or .bin/.pt "
+            "from open_clip/OpenAI), a local open_clip model directory (--model local-dir:/path/with/"
+            "open_clip_config.json), or the embedded offline model (--model embedded).")
+
+
+def _cache_dirs(cache_dir: Optional[str]) -> str:
+    if cache_dir:
+        return cache_dir
+    from huggingface_hub import constants
+
+    return f"{constants.HF_HUB_CACHE} (Hugging Face hub cache) and {os.path.expanduser('~/.cache/clip')} (URL downloads)"
+
+
+def _check_name_and_tag(name: str, pretrained: Optional[str]) -> None:
+    import open_clip
+
+    models = open_clip.list_models()
+    if name not in models:
+        close = difflib.get_close_matches(name, models, n=5, cutoff=0.5)
+        hint = f" Did you mean: {', '.join(close)}?" if close else ""
+        raise BackboneError(
+            f"Unknown open_clip model name {name!r}.{hint} `python -m pini_core models` lists them all; "
+            "'embedded' is the offline toy CLIP; 'local-dir:/path' loads a local open_clip directory.")
+    if pretrained and not _looks_like_path(pretrained):
+        tags = open_clip.list_pretrained_tags_by_model(name)
+        if pretrained not in tags:
+            raise BackboneError(
+                f"Unknown pretrained tag {pretrained!r} for {name}. Known tags: {', '.join(tags) or '(none)'}. "
+                "Or pass a local weights file path as the pretrained argument.")
+
+
+def _looks_like_path(s: str) -> bool:
+    return os.sep in s or s.endswith((".safetensors", ".bin", ".pt", ".pth")) or os.path.exists(s)
+
+
+def _create_with_timeout(fn, timeout: float, what: str, cache_dir: Optional[str]):
+    """Run open_clip's factory in a worker thread so an unreachable hub cannot hang us."""
+    box: Dict[str, Any] = {}
+
+    def work():
+        try:
+            box["value"] = fn()
+        except BaseException as e:  # noqa: BLE001 - re-raised in the caller's thread
+            box["error"] = e
+
+    # Keep each network attempt short; the thread timeout is the hard limit.
+    os.environ.setdefault("HF_HUB_ETAG_TIMEOUT", "8")
+    os.environ.setdefault("HF_HUB_DOWNLOAD_TIMEOUT", "8")
+    t = threading.Thread(target=work, daemon=True, name="pini-load-backbone")
+    t.start()
+    t.join(timeout)
+    if t.is_alive():
+        raise BackboneError(
+            f"Timed out after {timeout:.0f} s fetching pretrained weights for {what}: they are not in the "
+            f"cache ({_cache_dirs(cache_dir)}) and the download did not answer (offline?). " + _alternatives())
+    if "error" in box:
+        e = box["error"]
+        if isinstance(e, BackboneError):
+            raise e
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if isinstance(e, (OSError, RuntimeError, ValueError)) or "hub" in type(e).__module__:
+            raise BackboneError(
+                f"Could not load pretrained weights for {what}: {msg}. Weights are not in the cache "
+                f"({_cache_dirs(cache_dir)}) or could not be read. " + _alternatives()) from e
+        raise e
+    return box["value"]
+
+
+@dataclass
+class Backbone:
+    """A frozen open_clip CLIP plus the pieces PiNI needs."""
+
+    model: nn.Module
+    tokenizer: Any
+    preprocess: Any
+    train_preprocess: Any
+    device: torch.device
+    precision: str
+    identity: Dict[str, Any]
+    mean: Sequence[float] = field(default_factory=lambda: (0.48145466, 0.4578275, 0.40821073))
+    std: Sequence[float] = field(default_factory=lambda: (0.26862954, 0.26130258, 0.27577711))
+
+    # ----- sizes -------------------------------------------------------------------
+    @property
+    def embed_dim(self) -> int:
+        proj = self.model.text_projection
+        return proj.out_features if isinstance(proj, nn.Linear) else proj.shape[1]
+
+    @property
+    def token_dim(self) -> int:
+        return self.model.token_embedding.weight.shape[1]
+
+    @property
+    def image_size(self) -> int:
+        size = self.model.visual.image_size
+        return int(size[0] if isinstance(size, (tuple, list)) else size)
+
+    @property
+    def context_length(self) -> int:
+        return int(self.model.positional_embedding.shape[0])
+
+    @property
+    def token_embedding(self) -> torch.Tensor:
+        """[V, W] vocabulary embedding matrix (frozen)."""
+        return self.model.token_embedding.weight
+
+    @property
+    def logit_scale(self) -> torch.Tensor:
+        return self.model.logit_scale.exp()
+
+    def autocast(self):
+        if self.precision == "amp" and self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.float16)
+        return contextlib.nullcontext()
+
+    # ----- image side ----------------------------------------------------------------
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.model.visual.conv1.weight.dtype if hasattr(self.model.visual, "conv1") else next(
+            self.model.visual.parameters()).dtype
+
+    def encode_image(self, pixels: torch.Tensor) -> torch.Tensor:
+        """[B, 3, H, W] normalised pixels -> [B, D] un-normalised image features (fp32)."""
+        with self.autocast():
+            return self.model.encode_image(pixels.to(self.device, self.dtype)).float()
+
+    def encode_image_tokens(self, pixels: torch.Tensor) -> torch.Tensor:
+        """[B, 3, H, W] -> [B, N, W] spatial tokens: ViT patch tokens after the last block,
+        or the ResNet's last feature map flattened (raster order)."""
+        visual = self.model.visual
+        pixels = pixels.to(self.device, self.dtype)
+        with self.autocast():
+            if hasattr(visual, "output_tokens") and hasattr(visual, "conv1") and hasattr(visual, "transformer"):
+                old = visual.output_tokens
+                visual.output_tokens = True
+                try:
+                    _, tokens = visual(pixels)
+                finally:
+                    visual.output_tokens = old
+                return tokens.float()
+            if hasattr(visual, "layer4"):  # open_clip ModifiedResNet
+                x = visual.stem(pixels)
+                x = visual.layer4(visual.layer3(visual.layer2(visual.layer1(x))))
+                return x.flatten(2).transpose(1, 2).float()
+        raise BackboneError(f"spatial tokens are not supported for visual tower {type(visual).__name__}")
+
+    # ----- text side -----------------------------------------------------------------
+    def tokenize(self, texts: Sequence[str]) -> torch.Tensor:
+        return self.tokenizer(list(texts)).to(self.device)
+
+    def encode_text(self, texts: Sequence[str]) -> torch.Tensor:
+        with self.autocast():
+            return self.model.encode_text(self.tokenize(texts)).float()
+
+    def embed_tokens(self, token_ids: torch.Tensor) -> torch.Tensor:
+        """[C, L] token ids -> [C, L, W] word embeddings (what CoOp-style prompts edit)."""
+        return self.model.token_embedding(token_ids.to(self.device))
+
+    def encode_text_embeddings(self, embeds: torch.Tensor, token_ids: torch.Tensor,
+                               truncate: bool = True) -> torch.Tensor:
+        """CoOp-style text encoder: run the frozen text tower from word embeddings.
+
+        `token_ids` [C, L] are the ids the embeddings stand for; they only locate the pooled
+        (EOT) position, exactly as open_clip's `encode_text` does. With embeds =
+        embed_tokens(token_ids) this reproduces `encode_text(token_ids)` bit for bit.
+        """
+        from open_clip.transformer import text_global_pool
+
+        m = self.model
+        cast_dtype = m.transformer.get_cast_dtype()
+        token_ids = token_ids.to(embeds.device)
+        pos, mask = m.positional_embedding, m.attn_mask
+        if truncate and mask is not None and m.text_pool_type in ("argmax", "eos"):
+            # With a causal mask, tokens after the pooled (EOT) position cannot change it:
+            # run only up to the longest prompt's EOT. Same result, a fraction of the cost.
+            if m.text_pool_type == "argmax":
+                last = int(token_ids.argmax(dim=-1).max())
+            else:
+                last = int((token_ids == m.text_eos_id).int().argmax(dim=-1).max())
+            n = last + 1
+            embeds, token_ids, pos, mask = embeds[:, :n], token_ids[:, :n], pos[:n], mask[:n, :n]
+        with self.autocast():
+            x = embeds.to(cast_dtype) + pos.to(cast_dtype)
+            x = m.transformer(x, attn_mask=mask)
+            x = m.ln_final(x)
+            x = text_global_pool(x, token_ids.to(x.device), m.text_pool_type,
+                                 eos_token_id=getattr(m, "text_eos_id", None))
+            if m.text_projection is not None:
+                x = m.text_projection(x) if isinstance(m.text_projection, nn.Linear) else x @ m.text_projection
+        return x.float()
+
+    # ----- vocabulary ------------------------------------------------------------------
+    def decode_token(self, token_id: int) -> str:
+        dec = getattr(self.tokenizer, "decoder", None)
+        if dec is not None:  # open_clip SimpleTokenizer: BPE pieces end with </w>
+            piece = dec.get(int(token_id), f"<{token_id}>")
+            return piece.replace("</w>", "")
+        if hasattr(self.tokenizer, "tokenizer"):  # HFTokenizer
+            return self.tokenizer.tokenizer.convert_ids_to_tokens(int(token_id))
+        return str(token_id)
+
+    def special_token_ids(self) -> List[int]:
+        enc = getattr(self.tokenizer, "encoder", {})
+        ids = [enc[t] for t in ("<start_of_text>", "<end_of_text>") if t in enc]
+        return ids + [0]
+
+    def text_token_ids(self, text: str) -> List[int]:
+        """BPE ids of `text` without SOS/EOS."""
+        if hasattr(self.tokenizer, "encode"):
+            return list(self.tokenizer.encode(text))
+        ids = self.tokenizer([text])[0].tolist()
+        return [i for i in ids if i not in self.special_token_ids()]
+
+
+def _freeze(model: nn.Module) -> nn.Module:
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
+def _fingerprint(model: nn.Module) -> str:
+    """A short content hash of the weights: detects 'same name, different weights'."""
+    h = hashlib.sha1()
+    for name, t in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        flat = t.detach().float().flatten()
+        h.update(str(tuple(t.shape)).encode())
+        if flat.numel():
+            h.update(f"{flat.sum().item():.6e}{flat.abs().sum().item():.6e}".encode())
+    return h.hexdigest()[:16]
+
+
+def register_model_config(name: str, cfg: Dict[str, Any]) -> None:
+    """Register an open_clip model config under `name` (open_clip's add_model_config reads files)."""
+    import json
+    import tempfile
+
+    import open_clip
+
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / f"{name}.json"
+        path.write_text(json.dumps(cfg))
+        open_clip.add_model_config(path)
+
+
+def embedded_dir() -> Path:
+    return Path(os.environ.get("PINI_EMBEDDED_DIR", EMBEDDED_DIR))
+
+
+def load_backbone(name: str = "embedded", pretrained: Optional[str] = None, *, device: str = "auto",
+                  precision: str = "fp32", cache_dir: Optional[str] = None, timeout: float = 25.0,
+                  model_cfg: Optional[Dict[str, Any]] = None) -> Backbone:
+    """Load a frozen CLIP (see module docstring).
+
+    model_cfg: an open_clip model config dict to build `name` from (tiny test models,
+    new architectures); registered with open_clip under `name` first. Then `pretrained`
+    may be None for a random init, which is only allowed with an explicit model_cfg.
+    """
+    import open_clip
+
+    if precision not in PRECISIONS:
+        raise BackboneError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    dev = resolve_device(device)
+    if precision == "fp16" and dev.type == "cpu":
+        raise BackboneError("fp16 weights are not supported on CPU; use fp32 or bf16 there (or amp on a GPU).")
+    oc_precision = {"fp32": "fp32", "amp": "fp32", "fp16": "fp16", "bf16": "bf16"}[precision]
+
+    identity: Dict[str, Any] = {"name": name, "pretrained": pretrained}
+    if name in EMBEDDED_NAMES:
+        d = embedded_dir()
+        if not (d / "open_clip_config.json").exists():
+            raise BackboneError(
+                f"The embedded model is missing: expected {d}/open_clip_config.json and weights. "
+                "Recreate it with `python -m pini_core pretrain` (see README), or use a real CLIP "
+                "(--model ViT-B-16 --pretrained openai).")
+        name, pretrained = f"local-dir:{d}", None
+        identity = {"name": "embedded", "pretrained": None}
+    if model_cfg is not None:
+        register_model_config(name, model_cfg)
+
+    def build():
+        return open_clip.create_model_and_transforms(
+            name, pretrained=pretrained, precision=oc_precision, device=dev, cache_dir=cache_dir)
+
+    if name.startswith("local-dir:"):
+        path = Path(name[len("local-dir:"):])
+        if not (path / "open_clip_config.json").exists():
+            raise BackboneError(f"{path} is not an open_clip model directory: open_clip_config.json is missing.")
+        model, train_preprocess, preprocess = build()
+    elif name.startswith("hf-hub:"):
+        model, train_preprocess, preprocess = _create_with_timeout(build, timeout, name, cache_dir)
+    else:
+        if model_cfg is None:
+            _check_name_and_tag(name, pretrained)
+            if not pretrained:
+                raise BackboneError(
+                    f"No pretrained weights given for {name}: a random init is never used silently. "
+                    "Pass --pretrained TAG (e.g. openai) or a local weights file. " + _alternatives())
+        if pretrained and _looks_like_path(pretrained):
+            if not os.path.exists(pretrained):
+                raise BackboneError(f"Weights file not found: {pretrained}")
+            try:
+                model, train_preprocess, preprocess = build()
+            except Exception as e:  # wrong architecture for the file, truncated file, ...
+                raise BackboneError(f"Could not load weights file {pretrained} into {name}: "
+                                    f"{str(e).splitlines()[0][:300]}. Check that the file belongs to this "
+                                    "model name (open_clip naming).") from e
+        elif pretrained:
+            model, train_preprocess, preprocess = _create_with_timeout(
+                build, timeout, f"{name} ({pretrained})", cache_dir)
+        else:
+            model, train_preprocess, preprocess = build()
+    if not hasattr(model, "token_embedding"):
+        raise BackboneError(
+            f"{identity['name']} has a custom (e.g. Hugging Face) text tower; PiNI's prompt injection needs "
+            "open_clip's standard text tower (token_embedding + transformer). Pick another model.")
+    _freeze(model)
+    pcfg = getattr(model.visual, "preprocess_cfg", {}) or {}
+    identity.update({
+        "arch": name if not name.startswith("local-dir:") else identity.get("name"),
+        "embed_dim": None, "fingerprint": _fingerprint(model),
+    })
+    bb = Backbone(model=model, tokenizer=open_clip.get_tokenizer(name), preprocess=preprocess,
+                  train_preprocess=train_preprocess, device=dev, precision=precision, identity=identity,
+                  mean=tuple(pcfg.get("mean", (0.48145466, 0.4578275, 0.40821073))),
+                  std=tuple(pcfg.get("std", (0.26862954, 0.26130258, 0.27577711))))
+    bb.identity["embed_dim"] = bb.embed_dim
+    return bb

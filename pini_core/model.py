@@ -1,0 +1,208 @@
+"""PiNIModel: a frozen CLIP + learned noise generators + the class prompts -> logits.
+
+    q(y | x, eps, P) = softmax_i( s * cos(V(x) (+) eps_v, T(p_i) (+) eps_t) )      (Eq. 2 with noise)
+
+The backbone is held by reference, never registered as a submodule: the model's
+state_dict holds the generators only, and the backbone stays frozen and untouched.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .backbone import Backbone
+from .data.templates import pini_context_text, pini_prompt_prefix
+from .noise import NoiseConfig, build_text_generator, build_visual_generator, draw_eps, fuse, reparameterise
+from .objective import pi_noise_bound
+
+MODES = ("single", "mean", "average")
+
+
+class PromptError(ValueError):
+    pass
+
+
+@dataclass
+class NoiseOutput:
+    """Everything one pass computed: logits per draw and the noise that made them."""
+
+    logits: torch.Tensor  # [m, B, C]
+    image_features: torch.Tensor  # [m, B, D] after visual noise (un-normalised)
+    text_features: torch.Tensor  # [m or 1, C, D] after text noise (un-normalised)
+    extras: Dict[str, torch.Tensor] = field(default_factory=dict)  # mu/sigma/eps per side
+
+
+class PiNIModel(nn.Module):
+    def __init__(self, backbone: Backbone, classnames: Sequence[str], template: str,
+                 noise: Optional[NoiseConfig] = None):
+        super().__init__()
+        object.__setattr__(self, "backbone", backbone)  # by reference: not a submodule
+        self.noise_cfg = noise or NoiseConfig()
+        self.classnames: List[str] = list(classnames)
+        self.template = template
+        if not self.classnames:
+            raise PromptError("no class names given")
+        cfg, bb = self.noise_cfg, backbone
+
+        # Prompts. With prompt-level noise: the authors' layout, n_ctx "x" placeholders + the
+        # template with the class name last; otherwise the plain template (zero-shot CLIP).
+        if cfg.text_location == "prompt":
+            self.prompt_format = pini_prompt_prefix(template, cfg.n_ctx)
+            prefix_text = pini_context_text(template, cfg.n_ctx)
+        else:
+            self.prompt_format = template if "{}" in template else template.replace("{class}", "{}")
+            prefix_text = ""
+        prompts = [self.prompt_format.format(c) for c in self.classnames]
+        token_ids = bb.tokenize(prompts)
+        if (token_ids[:, -1] != 0).any():
+            raise PromptError(f"a prompt is longer than the text encoder's context ({bb.context_length} tokens); "
+                              "use shorter class names or fewer placeholders (n_ctx)")
+        self.prefix_ids = bb.text_token_ids(prefix_text) if prefix_text else []
+        self.n_prefix = len(self.prefix_ids)
+        if self.n_prefix:
+            expect = torch.tensor(self.prefix_ids, device=token_ids.device)
+            bad = [c for c, row in zip(self.classnames, token_ids) if not torch.equal(row[1:1 + self.n_prefix], expect)]
+            if bad:
+                raise PromptError(f"the template prefix tokenises differently for classes {bad[:3]}; "
+                                  "put the class name at the end of the template")
+        self.register_buffer("token_ids", token_ids, persistent=False)
+        with torch.no_grad():
+            self.register_buffer("prompt_embeds", bb.embed_tokens(token_ids).float(), persistent=False)
+            self.register_buffer("base_text_features", bb.encode_text_embeddings(
+                self.prompt_embeds, token_ids), persistent=False)
+
+        # Generators (Table 1).
+        n_tokens = token_dim = 0
+        if cfg.visual_location == "image" and cfg.visual_generator == "ca":
+            with torch.no_grad():
+                probe = torch.zeros(1, 3, bb.image_size, bb.image_size, device=bb.device)
+                tok = bb.encode_image_tokens(probe)
+            n_tokens, token_dim = tok.shape[1], tok.shape[2]
+        self.visual_gen = build_visual_generator(cfg, bb.embed_dim, bb.image_size, token_dim, n_tokens)
+        self.text_gen = build_text_generator(cfg, bb.embed_dim, bb.token_dim, self.n_prefix, len(self.classnames))
+        self.to(bb.device)
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def needs_pixels(self) -> bool:
+        """Noise in the raw image: the image encoder must run every step (no caching)."""
+        return self.noise_cfg.visual_location == "image"
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classnames)
+
+    # ------------------------------------------------------------------ text side
+    def text_features(self, draws: int, mode: str = "sample", generator: Optional[torch.Generator] = None,
+                      extras: Optional[Dict[str, torch.Tensor]] = None) -> torch.Tensor:
+        """[m, C, D] text features with text noise eps_t (one draw shared by all classes,
+        as the code), or [1, C, D] without text noise."""
+        cfg, bb = self.noise_cfg, self.backbone
+        if cfg.text_location == "none":
+            return self.base_text_features.unsqueeze(0)
+        if cfg.text_location == "prompt":
+            mu, sigma = self.text_gen()  # [P, W]
+            eps = draw_eps(tuple(mu.shape), draws, like=mu, mode=mode, generator=generator)
+            noise = reparameterise(mu, sigma, eps)  # Eq. 12: [m, P, W]
+            emb = self.prompt_embeds.unsqueeze(0).expand(draws, -1, -1, -1)  # [m, C, L, W]
+            span = slice(1, 1 + self.n_prefix)  # after SOS: placeholders + template words
+            noisy_prefix = fuse(emb[:, :, span], noise.unsqueeze(1), cfg.fusion)
+            emb = torch.cat([emb[:, :, :1], noisy_prefix, emb[:, :, 1 + self.n_prefix:]], dim=2)
+            c, length = self.token_ids.shape
+            feats = bb.encode_text_embeddings(emb.reshape(draws * c, length, -1), self.token_ids.repeat(draws, 1))
+            out = feats.reshape(draws, c, -1)
+        else:  # text feature level
+            base = self.base_text_features
+            mu, sigma = self.text_gen(base)  # [C, D]
+            eps = draw_eps(tuple(mu.shape), draws, like=mu, mode=mode, generator=generator)
+            noise = reparameterise(mu, sigma, eps)
+            out = fuse(base.unsqueeze(0), noise, cfg.fusion)
+        if extras is not None:
+            extras.update(text_mu=mu, text_sigma=sigma, text_eps=eps, text_noise=noise)
+        return out
+
+    # ------------------------------------------------------------------ image side
+    def image_features(self, inputs: Dict[str, torch.Tensor], text: torch.Tensor, draws: int,
+                       mode: str = "sample", generator: Optional[torch.Generator] = None,
+                       extras: Optional[Dict[str, torch.Tensor]] = None) -> torch.Tensor:
+        """[m, B, D] image features with visual noise eps_v. `text` [m or 1, C, D]."""
+        cfg, bb = self.noise_cfg, self.backbone
+        if cfg.visual_location == "image":
+            pixels = inputs["pixels"].to(bb.device).float()
+            tokens = None
+            if getattr(self.visual_gen, "needs_tokens", False):
+                with torch.no_grad():
+                    tokens = bb.encode_image_tokens(pixels)
+            feats, mus, sigmas, epss, noisy = [], [], [], [], []
+            for j in range(draws):
+                mu, sigma = self.visual_gen(pixels, text=text[min(j, text.shape[0] - 1)], tokens=tokens)
+                eps = draw_eps(tuple(mu.shape), 1, like=mu, mode=mode, generator=generator)[0]
+                x = fuse(pixels, reparameterise(mu, sigma, eps.unsqueeze(0))[0], cfg.fusion)
+                feats.append(bb.encode_image(x))  # gradients flow through the frozen encoder
+                mus.append(mu), sigmas.append(sigma), epss.append(eps), noisy.append(x.detach())
+            if extras is not None:
+                extras.update(visual_mu=torch.stack(mus), visual_sigma=torch.stack(sigmas),
+                              visual_eps=torch.stack(epss), noisy_pixels=torch.stack(noisy))
+            return torch.stack(feats)
+        if "features" in inputs:
+            f = inputs["features"].to(bb.device).float()
+        else:
+            with torch.no_grad():
+                f = bb.encode_image(inputs["pixels"])
+        if cfg.visual_location == "none":
+            return f.unsqueeze(0).expand(draws, -1, -1)
+        outs, mus, sigmas, epss = [], [], [], []
+        for j in range(draws):
+            mu, sigma = self.visual_gen(f, text=text[min(j, text.shape[0] - 1)])  # [B, D]
+            eps = draw_eps(tuple(mu.shape), 1, like=mu, mode=mode, generator=generator)[0]
+            outs.append(fuse(f, reparameterise(mu, sigma, eps.unsqueeze(0))[0], cfg.fusion))
+            mus.append(mu), sigmas.append(sigma), epss.append(eps)
+        if extras is not None:
+            extras.update(visual_mu=torch.stack(mus), visual_sigma=torch.stack(sigmas),
+                          visual_eps=torch.stack(epss), clean_features=f)
+        return torch.stack(outs)
+
+    # ------------------------------------------------------------------ forward
+    def run(self, inputs: Dict[str, torch.Tensor], draws: int = 1, mode: str = "sample",
+            generator: Optional[torch.Generator] = None, keep_extras: bool = False) -> NoiseOutput:
+        """One pass with `draws` noise draws (mode "sample") or eps = 0 (mode "mean")."""
+        extras: Optional[Dict[str, torch.Tensor]] = {} if keep_extras else None
+        text = self.text_features(draws, mode, generator, extras)
+        img = self.image_features(inputs, text, draws, mode, generator, extras)
+        logits = self.backbone.logit_scale * (F.normalize(img, dim=-1) @ F.normalize(text, dim=-1).transpose(1, 2))
+        return NoiseOutput(logits=logits, image_features=img, text_features=text, extras=extras or {})
+
+    def compute_loss(self, inputs: Dict[str, torch.Tensor], labels: torch.Tensor) -> torch.Tensor:
+        """Eq. 13 with m = noise_cfg.train_draws draws per image."""
+        out = self.run(inputs, draws=self.noise_cfg.train_draws, mode="sample")
+        return pi_noise_bound(out.logits, labels.to(out.logits.device))
+
+    def predict(self, inputs: Dict[str, torch.Tensor], mode: str = "mean", draws: int = 8,
+                generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        """Logits [B, C] for inference.
+
+        single:  one random draw (the authors' code);  mean: eps = 0;
+        average: log of the mean softmax over `draws` random draws.
+        """
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        if mode == "mean":
+            return self.run(inputs, 1, "mean").logits[0]
+        if mode == "single":
+            return self.run(inputs, 1, "sample", generator).logits[0]
+        probs = torch.softmax(self.run(inputs, draws, "sample", generator).logits, dim=-1).mean(0)
+        return probs.clamp_min(1e-12).log()
+
+    def predict_proba(self, inputs, mode: str = "mean", draws: int = 8, generator=None) -> torch.Tensor:
+        return torch.softmax(self.predict(inputs, mode, draws, generator), dim=-1)
+
+    def forward(self, inputs: Dict[str, torch.Tensor], mode: str = "mean", draws: int = 8) -> torch.Tensor:
+        return self.predict(inputs, mode, draws)
+
+    def config(self) -> Dict[str, Any]:
+        return {"noise": self.noise_cfg.to_dict(), "classnames": self.classnames, "template": self.template,
+                "backbone": dict(self.backbone.identity)}

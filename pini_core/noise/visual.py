@@ -1,0 +1,196 @@
+"""Visual noise generators f_v(x, P) -> (mu_v, sigma_v) (paper Sec. 3.4, Fig. 3c-e, Table 1).
+
+Feature level: the noise has the shape of the image feature [B, D].
+Raw image:     the noise has the shape of the (normalised) pixels [B, 3, H, W].
+The label never enters a generator: inputs are the image (or its features) and the prompts.
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional, Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .config import NoiseConfig
+from .sampling import positive_sigma
+
+MuSigma = Tuple[torch.Tensor, torch.Tensor]
+
+
+class MuSigmaHeads(nn.Module):
+    """Two linear heads: mu = W_mu h, sigma = pos(W_sigma h) (Eq. 11, 14)."""
+
+    def __init__(self, d_in: int, d_out: int, sigma_mode: str):
+        super().__init__()
+        self.mu = nn.Linear(d_in, d_out)
+        self.sigma = nn.Linear(d_in, d_out)
+        self.sigma_mode = sigma_mode
+
+    def forward(self, h: torch.Tensor) -> MuSigma:
+        return self.mu(h), positive_sigma(self.sigma(h), self.sigma_mode)
+
+
+class CrossAttention(nn.Module):
+    """Single-head cross-attention: queries from the image, keys/values from the C text
+    features (one per class prompt). Returns (output, attention weights)."""
+
+    def __init__(self, d_query: int, d_text: int, d_model: int, scale: bool):
+        super().__init__()
+        self.q = nn.Linear(d_query, d_model)
+        self.k = nn.Linear(d_text, d_model)
+        self.v = nn.Linear(d_text, d_model)
+        self.scale = 1.0 / math.sqrt(d_model) if scale else 1.0
+
+    def forward(self, query: torch.Tensor, text: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        # query [B, (N,) Dq], text [C, Dt] -> attn [B, (N,) C]
+        q, k, v = self.q(query), self.k(text), self.v(text)
+        attn = torch.softmax((q @ k.transpose(0, 1)) * self.scale, dim=-1)
+        return attn @ v, attn
+
+
+class FeatureMLP(nn.Module):
+    """Visual feature + MLP: (mu, sigma) = f(V(x))."""
+
+    needs_text = False
+
+    def __init__(self, dim: int, cfg: NoiseConfig):
+        super().__init__()
+        hidden = cfg.hidden_dim or dim
+        self.body = nn.Sequential(nn.Linear(dim, hidden), nn.ReLU())
+        self.heads = MuSigmaHeads(hidden, dim, cfg.sigma)
+        self.detach = cfg.ca_detach_query
+
+    def forward(self, feats: torch.Tensor, text: Optional[torch.Tensor] = None, **_) -> MuSigma:
+        return self.heads(self.body(feats.detach() if self.detach else feats))
+
+
+class FeatureCA(nn.Module):
+    """Visual feature + cross-attention (the paper's default): query = the image feature
+    itself, key/value = the class text features (not detached, as in the code, so
+    gradients also reach the prompt noise)."""
+
+    needs_text = True
+
+    def __init__(self, dim: int, cfg: NoiseConfig):
+        super().__init__()
+        self.attn = CrossAttention(dim, dim, dim, cfg.ca_scale)
+        self.heads = MuSigmaHeads(dim, dim, cfg.sigma)
+        self.detach = cfg.ca_detach_query
+        self.last_attention: Optional[torch.Tensor] = None
+
+    def forward(self, feats: torch.Tensor, text: Optional[torch.Tensor] = None, **_) -> MuSigma:
+        out, attn = self.attn(feats.detach() if self.detach else feats, text)
+        self.last_attention = attn.detach()
+        return self.heads(out)
+
+
+def _patch_grid(n_tokens: int, image_size: int) -> Tuple[int, int]:
+    """(grid side, patch side) for n spatial tokens over a square image; drops a CLS token."""
+    g = int(math.isqrt(n_tokens))
+    if g * g != n_tokens:
+        raise ValueError(f"cannot lay {n_tokens} spatial tokens on a square grid")
+    if image_size % g:
+        raise ValueError(f"image size {image_size} is not a multiple of the token grid {g}")
+    return g, image_size // g
+
+
+class ImageMLP(nn.Module):
+    """Raw image + MLP: a token-wise MLP over non-overlapping pixel patches (the image's own
+    patch grid), predicting mu and sigma for every pixel of its patch."""
+
+    needs_text = False
+    needs_tokens = False
+
+    def __init__(self, image_size: int, cfg: NoiseConfig, patch: int = 8):
+        super().__init__()
+        while image_size % patch:
+            patch //= 2
+        self.patch = patch
+        d = 3 * patch * patch
+        hidden = cfg.hidden_dim or 2 * d
+        self.body = nn.Sequential(nn.Linear(d, hidden), nn.GELU())
+        self.heads = MuSigmaHeads(hidden, d, cfg.sigma)
+        self.scale = cfg.image_noise_scale
+
+    def forward(self, pixels: torch.Tensor, text=None, **_) -> MuSigma:
+        b, c, h, w = pixels.shape
+        p = self.patch
+        patches = F.unfold(pixels, p, stride=p).transpose(1, 2)  # [B, N, 3p^2]
+        mu, sigma = self.heads(self.body(patches))
+        fold = lambda t: F.fold(t.transpose(1, 2), (h, w), p, stride=p)  # noqa: E731
+        return self.scale * fold(mu), self.scale * fold(sigma)
+
+
+class ResidualBlock(nn.Module):
+    def __init__(self, width: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(width, width, 3, padding=1)
+        self.conv2 = nn.Conv2d(width, width, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv2(F.relu(self.conv1(F.relu(x))))
+
+
+class ImageCNN(nn.Module):
+    """Raw image + CNN: a residual CNN (paper: 10 layers) mapping the image to per-pixel
+    mu and sigma, scaled by image_noise_scale (0.1 in the code)."""
+
+    needs_text = False
+    needs_tokens = False
+
+    def __init__(self, image_size: int, cfg: NoiseConfig):
+        super().__init__()
+        w = cfg.cnn_width
+        n_blocks = max(1, (cfg.cnn_layers - 2) // 2)  # stem + blocks*2 + head = cnn_layers convs
+        self.stem = nn.Conv2d(3, w, 3, padding=1)
+        self.blocks = nn.Sequential(*[ResidualBlock(w) for _ in range(n_blocks)])
+        self.head = nn.Conv2d(w, 6, 3, padding=1)
+        self.sigma_mode = cfg.sigma
+        self.scale = cfg.image_noise_scale
+
+    def forward(self, pixels: torch.Tensor, text=None, **_) -> MuSigma:
+        out = self.head(F.relu(self.blocks(self.stem(pixels))))
+        mu, raw_sigma = out[:, :3], out[:, 3:]
+        return self.scale * mu, self.scale * positive_sigma(raw_sigma, self.sigma_mode)
+
+
+class ImageCA(nn.Module):
+    """Raw image + cross-attention (Fig. 3e): query = the image's spatial features from the
+    frozen encoder (one per patch), key/value = the class text features; each patch's
+    attention output is mapped to mu, sigma for that patch's pixels."""
+
+    needs_text = True
+    needs_tokens = True
+
+    def __init__(self, image_size: int, token_dim: int, text_dim: int, n_tokens: int, cfg: NoiseConfig):
+        super().__init__()
+        self.grid, self.patch = _patch_grid(n_tokens, image_size)
+        d_model = cfg.hidden_dim or text_dim
+        self.attn = CrossAttention(token_dim, text_dim, d_model, cfg.ca_scale)
+        self.heads = MuSigmaHeads(d_model, 3 * self.patch * self.patch, cfg.sigma)
+        self.scale = cfg.image_noise_scale
+        self.image_size = image_size
+        self.last_attention: Optional[torch.Tensor] = None
+
+    def forward(self, pixels: torch.Tensor, text: torch.Tensor = None, tokens: torch.Tensor = None, **_) -> MuSigma:
+        out, attn = self.attn(tokens.detach(), text)  # [B, N, d]
+        self.last_attention = attn.detach()
+        mu, sigma = self.heads(out)
+        s, p = self.image_size, self.patch
+        fold = lambda t: F.fold(t.transpose(1, 2), (s, s), p, stride=p)  # noqa: E731
+        return self.scale * fold(mu), self.scale * fold(sigma)
+
+
+def build_visual_generator(cfg: NoiseConfig, embed_dim: int, image_size: int,
+                           token_dim: int = 0, n_tokens: int = 0) -> Optional[nn.Module]:
+    if cfg.visual_location == "none":
+        return None
+    if cfg.visual_location == "feature":
+        return {"mlp": FeatureMLP, "ca": FeatureCA}[cfg.visual_generator](embed_dim, cfg)
+    if cfg.visual_generator == "mlp":
+        return ImageMLP(image_size, cfg)
+    if cfg.visual_generator == "cnn":
+        return ImageCNN(image_size, cfg)
+    return ImageCA(image_size, token_dim, embed_dim, n_tokens, cfg)
