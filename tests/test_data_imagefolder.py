@@ -107,3 +107,16 @@ def test_broken_image_named_or_skipped_and_counted(tmp_path):
     assert len(s.train) + len(s.val) + len(s.test) == 9
     kept, skipped = verify_images(lazy.train + lazy.val + lazy.test, on_error="skip")
     assert len(kept) == 9 and skipped[0][0] == str(bad)
+
+
+def test_data_check_cli(tmp_path, capsys):
+    from pini_core.data.check import main
+    _flat(tmp_path / "photos", n=5, classes=("a", "b"))
+    (tmp_path / "photos" / "b" / "00.png").write_bytes(b"junk")
+    assert main(["imagefolder", "--root", str(tmp_path / "photos"), "--verify", "--shots", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "classes   2: a, b" in out and "broken" in out and "00.png" in out
+    assert "2-shot    train 4" in out and "x x x" in out
+    assert main(["oxford_pets", "--root", str(tmp_path)]) == 1
+    assert "expected the folder oxford_pets/" in capsys.readouterr().err
+    assert main(["--list"]) == 0 and "imagefolder" in capsys.readouterr().out
