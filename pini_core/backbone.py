@@ -235,9 +235,12 @@ class Backbone:
     # ----- vocabulary ------------------------------------------------------------------
     def decode_token(self, token_id: int) -> str:
         dec = getattr(self.tokenizer, "decoder", None)
-        if dec is not None:  # open_clip SimpleTokenizer: BPE pieces end with </w>
-            piece = dec.get(int(token_id), f"<{token_id}>")
-            return piece.replace("</w>", "")
+        if dec is not None:  # open_clip SimpleTokenizer: byte-level BPE pieces, words end with </w>
+            piece = dec.get(int(token_id), f"<{token_id}>").replace("</w>", "")
+            byte_decoder = getattr(self.tokenizer, "byte_decoder", None)
+            if byte_decoder and all(c in byte_decoder for c in piece):
+                piece = bytearray(byte_decoder[c] for c in piece).decode("utf-8", errors="replace")
+            return piece
         if hasattr(self.tokenizer, "tokenizer"):  # HFTokenizer
             return self.tokenizer.tokenizer.convert_ids_to_tokens(int(token_id))
         return str(token_id)
