@@ -51,14 +51,15 @@ def test_cmyk_tiff_exact_and_jpeg_approx(tmp_path):
 
 
 def test_16bit_png_scaled_to_8bit(tmp_path):
-    a = np.array([[0, 257 * 100, 65535, 257 * 7] * 4] * 8, dtype=np.uint16)
+    a = np.array([[0, 257 * 100, 65535, 257 * 7, 51528] * 4] * 8, dtype=np.uint16)
     im = Image.fromarray(a)
     assert im.mode == "I;16"
     path = _save(im, tmp_path / "g16.png")
     assert Image.open(path).mode.startswith("I")  # PIL opens it as a 16/32-bit mode
     out = _arr(load_image(path))
-    assert out.shape == (8, 16, 3)
-    np.testing.assert_array_equal(out[0, :4, 0], [0, 100, 255, 7])
+    assert out.shape == (8, 20, 3)
+    # v8 = round(v / 257): 51528 / 257 = 200.498 -> 200 (a /256 scaling would give 201)
+    np.testing.assert_array_equal(out[0, :5, 0], [0, 100, 255, 7, 200])
     assert (out[..., 0] == out[..., 1]).all() and (out[..., 1] == out[..., 2]).all()
 
 
