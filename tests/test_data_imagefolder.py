@@ -56,12 +56,42 @@ def test_given_splits_with_and_without_val(tmp_path):
     for part, n in (("train", 5), ("test", 2)):
         _flat(tmp_path / part, n=n, classes=("a", "b"))
     s = get_dataset("imagefolder", root=str(tmp_path))
-    assert s.meta["layout"].startswith("splits (val carved")
+    assert s.meta["layout"] == "splits (val carved from train)"
     assert len(s.train) == 8 and len(s.val) == 2 and len(s.test) == 4
     assert all(f"{os.sep}test{os.sep}" in p for p, _ in s.test)
-    _flat(tmp_path / "val", n=1, classes=("a", "b"))
+    assert all(f"{os.sep}train{os.sep}" in p for p, _ in s.train + s.val)
+    _flat(tmp_path / "Validation", n=1, classes=("a", "b"))
     s = get_dataset("imagefolder", root=str(tmp_path))
     assert s.meta["layout"] == "splits" and len(s.train) == 10 and len(s.val) == 2
+    assert s.classnames == ["a", "b"]
+
+
+def test_train_only_and_train_val_split_folders(tmp_path):
+    _flat(tmp_path / "train", n=10, classes=("a", "b"))
+    s = get_dataset("imagefolder", root=str(tmp_path))
+    assert s.meta["layout"] == "splits (val and test carved from train)"
+    assert (len(s.train), len(s.val), len(s.test)) == (12, 4, 4) and s.classnames == ["a", "b"]
+    _flat(tmp_path / "val", n=1, classes=("a", "b"))
+    s = get_dataset("imagefolder", root=str(tmp_path))
+    assert (len(s.train), len(s.val), len(s.test)) == (16, 2, 4)
+    assert all(f"{os.sep}val{os.sep}" in p for p, _ in s.val)
+
+
+def test_split_folders_without_train_or_twice(tmp_path):
+    _flat(tmp_path / "val", n=2, classes=("a", "b"))
+    _flat(tmp_path / "test", n=2, classes=("a", "b"))
+    with pytest.raises(ValueError, match="no train/ folder"):
+        get_dataset("imagefolder", root=str(tmp_path))
+    _flat(tmp_path / "train", n=2, classes=("a", "b"))
+    _flat(tmp_path / "valid", n=2, classes=("a", "b"))
+    with pytest.raises(ValueError, match="look like the val split"):
+        get_dataset("imagefolder", root=str(tmp_path))
+
+
+def test_class_named_like_a_split_among_other_classes_is_a_class(tmp_path):
+    _flat(tmp_path, n=3, classes=("test", "zebra"))
+    s = get_dataset("imagefolder", root=str(tmp_path))
+    assert s.classnames == ["test", "zebra"] and s.meta["layout"].startswith("classes")
 
 
 def test_stratified_split_keeps_a_training_item():

@@ -3,8 +3,8 @@
 Two layouts are understood::
 
     root/cat/1.jpg, root/dog/2.png, ...              -> seeded, stratified train/val/test split
-    root/train/cat/..., root/test/cat/... [root/val/...] -> the given splits
-                                                       (no val folder: val is carved from train)
+    root/train/cat/... [root/val/cat/...] [root/test/cat/...] -> the given splits
+                         (a missing val or test folder is carved from train, seeded, stratified)
 
 Images are not opened while listing (a 100k-image tree lists in seconds); they are
 checked when loaded (:class:`pini_core.data.transforms.ImageDataset`) or all up front
@@ -67,13 +67,22 @@ def _class_dirs(folder: str) -> List[str]:
 
 
 def _find_split_dirs(root: str) -> Dict[str, str]:
-    present = {e.name.lower(): e.name for e in os.scandir(root) if e.is_dir()}
-    out = {}
-    for split, names in SPLIT_DIR_NAMES.items():
-        for n in names:
-            if n in present:
-                out[split] = os.path.join(root, present[n])
-                break
+    """{split: folder} when EVERY sub-folder of ``root`` is a split name (train/val/test and
+    their spellings), else {} (then the sub-folders are classes)."""
+    subdirs = [e.name for e in os.scandir(root) if e.is_dir() and not e.name.startswith(".")]
+    lookup = {n: split for split, names in SPLIT_DIR_NAMES.items() for n in names}
+    if not subdirs or any(d.lower() not in lookup for d in subdirs):
+        return {}
+    out: Dict[str, str] = {}
+    for d in sorted(subdirs):
+        split = lookup[d.lower()]
+        if split in out:
+            raise ValueError(f"{root}: both {os.path.basename(out[split])}/ and {d}/ look like the "
+                             f"{split} split; keep one")
+        out[split] = os.path.join(root, d)
+    if "train" not in out:
+        raise ValueError(f"{root}: found split folders {sorted(subdirs)} but no train/ folder; add "
+                         "train/<class>/... (val/ and test/ are optional and carved from train if absent)")
     return out
 
 
@@ -135,20 +144,23 @@ def load_imagefolder(root: Optional[str] = None, seed: int = 1, *, val_fraction:
 
     split_dirs = _find_split_dirs(root)
     meta: Dict[str, object] = {"root": root, "on_error": on_error}
-    if "train" in split_dirs and "test" in split_dirs:
-        folders = {s: _class_dirs(d) for s, d in split_dirs.items()}
+    if split_dirs:
+        folders = {sp: _class_dirs(d) for sp, d in split_dirs.items()}
         raw_names = sorted(set().union(*folders.values()))
         index = {c: i for i, c in enumerate(raw_names)}
         parts, ignored = {}, 0
         for split, d in split_dirs.items():
             parts[split], ign = _scan(d, index)
             ignored += ign
-        train, test = parts["train"], parts["test"]
-        if "val" in parts:
-            val = parts["val"]
-        else:
-            train, val = stratified_split(train, [val_fraction], seed)
-        meta["layout"] = "splits" if "val" in parts else "splits (val carved from train)"
+        train = parts["train"]
+        carve = [sp for sp in ("val", "test") if sp not in parts]
+        if carve:  # missing val and/or test: seeded stratified split of train
+            fr = {"val": val_fraction, "test": test_fraction}
+            train, *carved = stratified_split(train, [fr[sp] for sp in carve], seed)
+            parts.update(zip(carve, carved))
+            meta["split_seed"] = seed
+        val, test = parts["val"], parts["test"]
+        meta["layout"] = "splits" + (f" ({' and '.join(carve)} carved from train)" if carve else "")
     else:
         raw_names = _class_dirs(root)
         index = {c: i for i, c in enumerate(raw_names)}
