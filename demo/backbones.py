@@ -1,0 +1,122 @@
+"""The model picker's choices and a process-wide cache of loaded (frozen) backbones.
+
+A backbone is read-only once loaded, so sessions share it; what differs per session
+(the generator) lives in `demo.session.SessionState`.
+"""
+from __future__ import annotations
+
+import os
+import threading
+from collections import OrderedDict
+from typing import Dict, List, Optional, Tuple
+
+ENV_MODEL = "PINI_MODEL"
+EMBEDDED = "embedded"
+
+# (label shown, spec). A spec is "embedded", "NAME:TAG", "NAME:/path/weights.safetensors",
+# "local-dir:/path" or "hf-hub:org/name".
+CHOICES: List[Tuple[str, str]] = [
+    ("Embedded toy CLIP (offline, instant)", EMBEDDED),
+    ("ViT-B-16 · OpenAI (the paper's backbone, ~600 MB download)", "ViT-B-16:openai"),
+    ("ViT-B-32 · OpenAI (~600 MB download)", "ViT-B-32:openai"),
+    ("RN50 · OpenAI (~400 MB download)", "RN50:openai"),
+    ("ViT-B-32 · LAION-2B (~600 MB download)", "ViT-B-32:laion2b_s34b_b79k"),
+]
+MAX_CACHED = 2  # backbones kept in memory at once
+
+
+def default_spec(cli_value: Optional[str] = None) -> str:
+    """--model wins, then $PINI_MODEL, then the embedded model."""
+    return (cli_value or os.environ.get(ENV_MODEL) or EMBEDDED).strip()
+
+
+def parse_spec(spec: str) -> Tuple[str, Optional[str]]:
+    """spec -> (name, pretrained) for `pini_core.backbone.load_backbone`."""
+    spec = (spec or "").strip()
+    if not spec:
+        raise ValueError("No model given. Pick one from the list, or type NAME:TAG (e.g. ViT-B-16:openai).")
+    if spec == EMBEDDED or spec.startswith(("local-dir:", "hf-hub:")):
+        return spec, None
+    if ":" in spec:
+        name, pretrained = spec.split(":", 1)
+        return name.strip(), (pretrained.strip() or None)
+    return spec, None
+
+
+def is_embedded(spec: Optional[str]) -> bool:
+    return (spec or "").strip() == EMBEDDED
+
+
+def label_for(spec: str) -> str:
+    for label, s in CHOICES:
+        if s == spec:
+            return label
+    return spec
+
+
+def choices_with(spec: str) -> List[Tuple[str, str]]:
+    """The dropdown's choices, including a custom spec given by flag or env."""
+    out = list(CHOICES)
+    if spec not in {s for _, s in out}:
+        out.append((spec, spec))
+    return out
+
+
+class _Cache:
+    def __init__(self) -> None:
+        self._items: "OrderedDict[str, object]" = OrderedDict()
+        self._errors: Dict[str, str] = {}
+        self._lock = threading.Lock()
+        self._loading: Dict[str, threading.Lock] = {}
+
+    def get_loaded(self, spec: str):
+        with self._lock:
+            bb = self._items.get(spec)
+            if bb is not None:
+                self._items.move_to_end(spec)
+            return bb
+
+    def last_error(self, spec: str) -> Optional[str]:
+        return self._errors.get(spec)
+
+    def load(self, spec: str):
+        """Load (or return the cached) backbone; raises BackboneError/ValueError with a clear message."""
+        bb = self.get_loaded(spec)
+        if bb is not None:
+            return bb
+        with self._lock:
+            lock = self._loading.setdefault(spec, threading.Lock())
+        with lock:  # one load per spec at a time; others wait for it
+            bb = self.get_loaded(spec)
+            if bb is not None:
+                return bb
+            from pini_core.backbone import load_backbone
+
+            name, pretrained = parse_spec(spec)
+            try:
+                bb = load_backbone(name, pretrained)
+            except Exception as e:
+                self._errors[spec] = str(e)
+                raise
+            self._errors.pop(spec, None)
+            with self._lock:
+                self._items[spec] = bb
+                while len(self._items) > MAX_CACHED:
+                    self._items.popitem(last=False)
+            return bb
+
+
+CACHE = _Cache()
+
+
+def describe(bb, spec: str) -> str:
+    ident = getattr(bb, "identity", {}) or {}
+    return (f"**Loaded:** {label_for(spec)} — embedding size {bb.embed_dim}, image size {bb.image_size}px, "
+            f"device {bb.device}, weights fingerprint `{ident.get('fingerprint', '?')}`.")
+
+
+def failure_message(spec: str, err: BaseException) -> str:
+    what = label_for(spec)
+    return (f"**Could not load {what}.** {err}\n\n"
+            "The rest of the app keeps working with the model that was loaded before "
+            f"(or pick *{label_for(EMBEDDED)}*, which needs no download).")

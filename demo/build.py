@@ -1,0 +1,82 @@
+"""Assemble the tabs into one gr.Blocks and launch it with safe serving settings."""
+from __future__ import annotations
+
+import os
+from typing import Any, Dict, Optional
+
+import gradio as gr
+
+from demo import backbones
+from demo.context import BuildContext
+from demo.session import APP_TMP, SessionState, cleanup_session
+
+TITLE = "π-noise: beneficial noise for vision-language models"
+MAX_UPLOAD = "200mb"  # Gradio's own cap per uploaded file; images are further limited in pini_core.uploads
+DEFAULT_CONCURRENCY = 2  # visualisation/classification calls running at once
+QUEUE_SIZE = 64
+
+INTRO = f"""# {TITLE}
+A frozen CLIP, plus small networks that **generate noise which helps the task** (PiNI: π-noise
+injection). Pick a model, look at the noise, classify, train your own generator, and see why
+such noise carries information about the task. Everything you train or upload stays in *your*
+browser session.
+"""
+
+
+def build_app(default_model: Optional[str] = None) -> gr.Blocks:
+    from demo import tab_classify, tab_learn, tab_model, tab_mung, tab_noise, tab_prompt, tab_train
+
+    spec = backbones.default_spec(default_model)
+    APP_TMP.mkdir(parents=True, exist_ok=True)
+    with gr.Blocks(title=TITLE, analytics_enabled=False) as app:
+        session = gr.State(SessionState(backbone_spec=spec), delete_callback=cleanup_session)
+        gr.Markdown(INTRO)
+        ctx = BuildContext(session=session, default_spec=spec)
+        wire_model, gen_status = tab_model.build(session, spec, ctx.example_dropdowns)
+        ctx.generator_status.append(gen_status)
+        with gr.Tabs():
+            with gr.Tab("Noise on images", id="noise"):
+                tab_noise.build(ctx)
+            with gr.Tab("Classify", id="classify"):
+                tab_classify.build(ctx)
+            with gr.Tab("Prompt distribution", id="prompt"):
+                tab_prompt.build(ctx)
+            with gr.Tab("MuNG (multimodal LLMs)", id="mung"):
+                tab_mung.build(ctx)
+            with gr.Tab("Train", id="train"):
+                tab_train.build(ctx)
+            with gr.Tab("Learn π-noise", id="learn"):
+                tab_learn.build(ctx)
+        wire_model(app)
+    # Training has its own concurrency group (limit 1, see tab_train), so it never takes the
+    # slots of the quick tabs.
+    app.queue(default_concurrency_limit=DEFAULT_CONCURRENCY, max_size=QUEUE_SIZE)
+    return app
+
+
+def launch_kwargs(server_name: Optional[str] = None, server_port: Optional[int] = None) -> Dict[str, Any]:
+    """Serving settings: nothing outside the app's own files is readable through the server.
+
+    Gradio 6 serves only (a) files users uploaded, (b) files the app returned (copied into
+    Gradio's cache), (c) `allowed_paths` (none here) and static paths (none here).
+    `blocked_paths` additionally fences the repository's weights and the app's scratch
+    folders of other sessions from any direct /file= request.
+    """
+    import tempfile
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    blocked = [os.path.join(repo, "checkpoints"), os.path.join(repo, ".git")]
+    home, tmp = os.path.expanduser("~"), os.path.abspath(tempfile.gettempdir())
+    if not (tmp + os.sep).startswith(home.rstrip(os.sep) + os.sep):
+        blocked.append(home)  # caches, keys, tokens
+    return dict(
+        server_name=server_name, server_port=server_port,
+        allowed_paths=[],
+        blocked_paths=blocked,
+        max_file_size=MAX_UPLOAD,
+        show_error=True,  # our errors are written for people (never tracebacks)
+        enable_monitoring=False,
+        footer_links=["api", "gradio"],
+        ssr_mode=False,
+        mcp_server=False,
+    )

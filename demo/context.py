@@ -1,0 +1,15 @@
+"""What the tab builders share while the page is being built."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import List
+
+import gradio as gr
+
+
+@dataclass
+class BuildContext:
+    session: gr.State  # SessionState per browser session
+    default_spec: str  # the backbone the page opens on
+    example_dropdowns: List[gr.Dropdown] = field(default_factory=list)  # refreshed on model change
+    generator_status: List[gr.Markdown] = field(default_factory=list)  # refreshed after training

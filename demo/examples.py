@@ -1,0 +1,63 @@
+"""Example images: the toy world's renders for the embedded model, real photographs
+for real CLIP backbones.
+
+The photographs come from scikit-image's `skimage.data`, installed from the package
+registry (nothing is copied into this repository). They are written once to the app's
+temp folder as PNG so the browser can show them.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Tuple
+
+from demo.session import APP_TMP
+
+REPO = Path(__file__).resolve().parent.parent
+TOY_DIR = REPO / "assets" / "examples"
+
+# name in skimage.data -> (label, licence as stated in scikit-image's docstrings)
+PHOTOS = {
+    "astronaut": ("astronaut (Eileen Collins)", "NASA, public domain"),
+    "chelsea": ("cat (Chelsea)", "CC0, Stefan van der Walt"),
+    "coffee": ("coffee cup", "CC0, Rachel Michetti"),
+    "rocket": ("rocket launch (Falcon 9)", "SpaceX, public domain"),
+}
+PHOTO_CLASSES = ["astronaut", "cat", "coffee", "rocket", "dog", "car"]
+LICENCE_NOTE = ("Photographs: scikit-image sample data (`skimage.data`), installed with scikit-image: "
+                + "; ".join(f"{label}: {lic}" for label, lic in PHOTOS.values()) + ".")
+
+
+def toy_examples() -> List[Tuple[str, str]]:
+    if not TOY_DIR.is_dir():
+        return []
+    files = sorted(p for p in TOY_DIR.rglob("*") if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
+    return [(str(p.relative_to(TOY_DIR).with_suffix("")), str(p)) for p in files]
+
+
+def photo_examples() -> List[Tuple[str, str]]:
+    """(label, png path) for the scikit-image photographs; [] when scikit-image is absent."""
+    out = []
+    d = APP_TMP / "photos"
+    for name, (label, _) in PHOTOS.items():
+        path = d / f"{name}.png"
+        if not path.exists():
+            try:
+                import skimage.data
+                from PIL import Image
+
+                arr = getattr(skimage.data, name)()
+            except Exception:  # scikit-image missing or a sample not shipped: skip that photo
+                continue
+            d.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp.png")
+            Image.fromarray(arr).save(tmp)
+            tmp.replace(path)
+        out.append((label, str(path)))
+    return out
+
+
+def examples_for(spec: str) -> List[Tuple[str, str]]:
+    """Examples suited to a backbone: toy renders for the embedded model, photos otherwise."""
+    from demo.backbones import is_embedded
+
+    return toy_examples() if is_embedded(spec) else photo_examples()

@@ -1,0 +1,46 @@
+"""Turn `pini_core.analysis.maps.noise_maps` results into the Noise tab's widgets."""
+from __future__ import annotations
+
+from typing import Any, Dict
+
+import gradio as gr
+import numpy as np
+
+from demo import plots
+
+
+def _stats(a) -> Dict[str, float]:
+    a = np.asarray(a, dtype=np.float64)
+    return {"mean": float(a.mean()), "std": float(a.std()), "min": float(a.min()), "max": float(a.max())}
+
+
+def render(maps: Dict[str, Any], image, where: str, seed: int, label: str):
+    kind = maps.get("kind", "none")
+    clean = np.asarray(maps["clean_image"])
+    info: Dict[str, Any] = {"image": where, "generator": label, "kind": kind, "seed": seed}
+    if kind == "image":
+        info.update(mu=_stats(maps["mu"]), sigma=_stats(maps["sigma"]), noise=_stats(maps["noise"]))
+        return (gr.update(value=clean, label="Raw image (as the model sees it)"),
+                gr.update(value=np.asarray(maps["noisy_image"]), label="Noise-injected image"),
+                gr.update(value=plots.heatmap(maps["mu_map"], "μ (mean over RGB)", "coolwarm", "pixel units"),
+                          label="μ heatmap"),
+                gr.update(value=plots.heatmap(maps["sigma_map"], "σ (mean over RGB)", "magma", "pixel units"),
+                          label="σ heatmap"),
+                info, f"One draw of ε with seed {seed} on {where}.")
+    if kind == "feature":
+        info.update(mu=_stats(maps["mu"]), sigma=_stats(maps["sigma"]), noise=_stats(maps["noise"]),
+                    cosine_clean_vs_noisy=maps.get("cosine"), shift_norm=maps.get("shift_norm"),
+                    feature_norm=maps.get("feature_norm"))
+        shift = plots.vector_bars({"clean embedding": maps["clean_feature"], "noisy embedding": maps["noisy_feature"]},
+                                  f"Embedding shift: |Δ| = {maps.get('shift_norm', 0):.3f}, "
+                                  f"cos = {maps.get('cosine', 0):.3f}")
+        return (gr.update(value=clean, label="Raw image (as the model sees it)"),
+                gr.update(value=shift, label="Shift of the image embedding"),
+                gr.update(value=plots.vector_bars({"μ": maps["mu"]}, "μ over the feature"), label="μ over the feature"),
+                gr.update(value=plots.vector_bars({"σ": maps["sigma"]}, "σ over the feature"),
+                          label="σ over the feature"),
+                info, f"Feature-level noise: one draw of ε with seed {seed} on {where}.")
+    return (gr.update(value=clean, label="Raw image"), gr.update(value=None), gr.update(value=None),
+            gr.update(value=None), info,
+            "This generator adds no visual noise (its noise is on the text side): see the "
+            "*Prompt distribution* tab.")

@@ -1,0 +1,90 @@
+"""Learn π-noise: a short guided explanation next to the live π-noise meter, and the
+miniature benchmark (Table 2 / Figure 5) when its results exist."""
+from __future__ import annotations
+
+import gradio as gr
+
+from demo import engine
+from demo.context import BuildContext
+from demo.session import SessionState
+from demo.util import NO_GENERATOR, backbone, friendly
+
+EXPLAIN = r"""
+### Why can noise *help*?
+A task **T** is uncertain: its entropy **H(T)** measures how unsure the classifier is about the
+label. For CLIP with one prompt per class, $H(T) = \mathbb{E}[-\log p(y \mid x, P)]$.
+Noise **ε** is *beneficial* (π-noise) when knowing it makes the task *less* uncertain:
+
+$$ I(T, \varepsilon) = H(T) - H(T \mid \varepsilon) > 0 .$$
+
+PiNI learns a generator $G_\theta(\varepsilon, x, P) = \mu_\theta(x, P) + \sigma_\theta(x, P)\odot\varepsilon$
+(ε ~ N(0, I), Eq. 12) and trains it by minimising a Monte-Carlo upper bound of
+$H(T \mid \varepsilon)$ (Eq. 13) — which maximises $I(T,\varepsilon)$, since $H(T)$ does not
+depend on the generator. Random noise of the same size usually *raises* the uncertainty
+($I < 0$); learned noise lowers it.
+
+**The meter** below measures, on held-out images of the task your generator was trained on:
+$H(T)$ without noise, $H(T \mid \varepsilon)$ with the learned noise, and with random noise
+of matching scale, and shows $I = H(T) - H(T\mid\varepsilon)$ for each.
+"""
+
+
+def build(ctx: BuildContext) -> None:
+    with gr.Row():
+        with gr.Column(scale=3):
+            gr.Markdown(EXPLAIN, latex_delimiters=[{"left": "$$", "right": "$$", "display": True},
+                                                   {"left": "$", "right": "$", "display": False}])
+        with gr.Column(scale=2):
+            note = engine.notice("meter")
+            if note:
+                gr.Markdown(note)
+            else:
+                _meter(ctx)
+    gr.Markdown("### Miniature benchmark (paper Table 2 and Figure 5)")
+    _bench()
+
+
+def _meter(ctx: BuildContext) -> None:
+    draws = gr.Slider(1, 32, value=8, step=1, label="Noise draws per image")
+    run = gr.Button("Measure π-noise", variant="primary")
+    bars = gr.BarPlot(x="noise", y="I (nats)", title="I(T, ε) = H(T) − H(T|ε)", height=260)
+    table = gr.Dataframe(label="Entropies (nats)", interactive=False)
+    status = gr.Markdown()
+
+    @friendly
+    def measure(k, state: SessionState, progress=gr.Progress()):
+        import pandas as pd
+
+        meter = engine.get("meter")
+        backbone(state, progress)
+        method = state.generator_for(state.backbone_spec)
+        data = getattr(state, "eval_data", None)
+        if method is None:
+            raise gr.Error(NO_GENERATOR, print_exception=False)
+        if not data:
+            raise gr.Error("The meter needs held-out images of the generator's task: train a generator in "
+                           "the Train tab (a loaded checkpoint carries no images).", print_exception=False)
+        progress(0.2, desc="Measuring H(T) and H(T|ε) ...")
+        res = meter(method, data, draws=int(k))
+        rows = [{"noise": name, "H(T)": res["H_T"], "H(T|ε)": res[name]["H_T_given_eps"],
+                 "I (nats)": res[name]["I"], "accuracy (%)": res[name]["accuracy"]}
+                for name in ("learned", "random", "none")]
+        df = pd.DataFrame(rows)
+        return df[["noise", "I (nats)"]], df.round(4), f"Measured on {len(data)} held-out images."
+
+    run.click(measure, [draws, ctx.session], [bars, table, status], api_name="pi_noise_meter")
+
+
+def _bench() -> None:
+    from demo.bench_view import bench_files
+
+    table_md, plot_path, note = bench_files()
+    if table_md is None and plot_path is None:
+        gr.Markdown(note)
+        return
+    if table_md:
+        gr.Markdown(table_md)
+    if plot_path:
+        gr.Image(value=plot_path, label="Figure 5 (miniature)", interactive=False, format="png")
+    if note:
+        gr.Markdown(note)

@@ -1,0 +1,96 @@
+"""The model panel (above the tabs): pick the CLIP backbone, and load a generator checkpoint."""
+from __future__ import annotations
+
+from typing import List
+
+import gradio as gr
+
+from demo import backbones
+from demo.session import SessionState
+from demo.util import example_choices, friendly, log
+
+
+def generator_status(session: SessionState) -> str:
+    spec = session.backbone_spec or backbones.default_spec()
+    m = session.generator_for(spec)
+    if m is None:
+        return ("**Generator:** none yet for this model. Train one in the *Train* tab, or load a "
+                "checkpoint (`.safetensors` saved by the Train tab or `python -m pini_core train`).")
+    cfg = m.noise_cfg.describe() if hasattr(m, "noise_cfg") else ""
+    return (f"**Generator:** {session.method_label} — {cfg}; {len(m.classnames)} classes: "
+            f"{', '.join(m.classnames[:8])}{' ...' if len(m.classnames) > 8 else ''}.")
+
+
+def build(session: gr.State, default_spec: str, example_dropdowns: List[gr.Dropdown]):
+    """Returns a function that wires the panel once the tabs' example dropdowns exist."""
+    with gr.Group():
+        with gr.Row():
+            model = gr.Dropdown(choices=backbones.choices_with(default_spec), value=default_spec,
+                                allow_custom_value=True, scale=3,
+                                label="CLIP model (or type NAME:TAG, NAME:/path/weights.safetensors, "
+                                      "local-dir:/path)")
+            load_btn = gr.Button("Load model", variant="primary", scale=1)
+        model_status = gr.Markdown("Loading the model ...", elem_id="model-status")
+        with gr.Row():
+            ckpt = gr.File(label="Load a generator checkpoint (.safetensors; its .json beside it is "
+                                 "optional when the config is embedded)", file_count="multiple",
+                           file_types=[".safetensors", ".json"], scale=3, height=110)
+            ckpt_btn = gr.Button("Use this checkpoint", scale=1)
+        gen_status = gr.Markdown(elem_id="generator-status")
+
+    @friendly
+    def load_model(spec: str, state: SessionState, progress=gr.Progress()):
+        spec = (spec or "").strip() or backbones.default_spec()
+        backbones.parse_spec(spec)  # clear message for an empty / malformed spec
+        progress(0.05, desc=f"Loading {backbones.label_for(spec)} (first time: download/initialise) ...")
+        try:
+            bb = backbones.CACHE.load(spec)
+        except Exception as e:  # noqa: BLE001 - explained to the user; the old model stays
+            keep = state.backbone_spec
+            msg = backbones.failure_message(spec, e)
+            if keep and backbones.CACHE.get_loaded(keep) is not None:
+                msg += f"\n\nStill using: {backbones.label_for(keep)}."
+            dd = [gr.update() for _ in example_dropdowns]
+            return [msg, state, generator_status(state), *dd]
+        progress(1.0, desc="Loaded")
+        state.backbone_spec = spec
+        choices = example_choices(spec)
+        dd = [gr.update(choices=choices, value=choices[0] if choices else None) for _ in example_dropdowns]
+        return [backbones.describe(bb, spec), state, generator_status(state), *dd]
+
+    @friendly
+    def use_checkpoint(files, state: SessionState, progress=gr.Progress()):
+        from demo.engine import get
+
+        if not files:
+            raise gr.Error("Choose a checkpoint file first.", print_exception=False)
+        paths = files if isinstance(files, list) else [files]
+        weights = [p for p in paths if str(p).endswith(".safetensors")]
+        if len(weights) != 1:
+            raise gr.Error("Give exactly one .safetensors file (and optionally its .json).",
+                           print_exception=False)
+        load_pini = get("checkpoint")
+        from demo.util import backbone
+
+        bb = backbone(state, progress)
+        import os
+        import shutil
+
+        from demo.session import new_scratch_dir
+
+        d = new_scratch_dir(state, "ckpt-")
+        for p in paths:  # keep the pair together under the names load_pini expects
+            shutil.copy(p, d / os.path.basename(p))
+        model = load_pini(str(d / os.path.basename(weights[0])), bb)
+        state.set_generator(model, f"checkpoint {os.path.basename(weights[0])}",
+                            state.backbone_spec or backbones.default_spec())
+        return state, generator_status(state)
+
+    def wire(demo: gr.Blocks):
+        outs = [model_status, session, gen_status, *example_dropdowns]
+        load_btn.click(load_model, [model, session], outs, api_name="load_model", concurrency_id="model")
+        demo.load(load_model, [model, session], outs, api_visibility="private", concurrency_id="model")
+        ckpt_btn.click(use_checkpoint, [ckpt, session], [session, gen_status], api_name="load_checkpoint")
+        return gen_status
+
+    return wire, gen_status

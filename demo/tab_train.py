@@ -1,0 +1,222 @@
+"""Train: fit a PiNI generator on a toy task or an uploaded zip, with live curves and Stop.
+
+The trainer runs in a worker thread; its `on_epoch` callback feeds a queue that this
+generator handler drains, yielding plot updates as epochs finish. Stop sets the
+session's `stop_event`: the trainer finishes the current step and keeps what it learnt.
+The result becomes this session's generator (other sessions never see it).
+"""
+from __future__ import annotations
+
+import queue
+import threading
+import time
+
+import gradio as gr
+
+from demo import backbones, engine
+from demo.context import BuildContext
+from demo.session import SessionState, new_scratch_dir
+from demo.util import backbone, friendly
+
+UPLOAD_TASK = "my images (upload a zip below)"
+VISUAL = {"none": ("none", "ca"), "visual feature · cross-attention (paper default)": ("feature", "ca"),
+          "visual feature · MLP": ("feature", "mlp"), "raw image · CNN": ("image", "cnn"),
+          "raw image · MLP": ("image", "mlp")}
+TEXT = {"none": ("none", "le"), "prompt embeddings · learnable (paper default)": ("prompt", "le"),
+        "text feature · MLP": ("feature", "mlp"), "text feature · learnable": ("feature", "le")}
+MAX_TEST_IMAGES = 400  # final evaluation subset (keeps a class session short)
+
+
+def toy_tasks():
+    """Names of the registered toy tasks ([] until the world module lands)."""
+    if engine.missing("toy"):
+        return []
+    try:
+        from pini_core.data.registry import list_datasets
+        return [n for n in list_datasets() if n.startswith("toy-")]
+    except Exception:  # noqa: BLE001 - a broken optional module must not break the page
+        return []
+
+
+def _frame(history, keys):
+    import pandas as pd
+
+    rows = [{"epoch": h["epoch"], "value": float(h[k]), "series": label}
+            for h in history for k, label in keys if k in h]
+    return pd.DataFrame(rows, columns=["epoch", "value", "series"])
+
+
+def build(ctx: BuildContext) -> None:
+    gr.Markdown("Train a noise generator on a few-shot task. Curves update after every epoch; **Stop** "
+                "ends early and keeps what was learnt. The generator is then used by the other tabs — "
+                "for *your* browser session only.")
+    note = engine.notice("model", "trainer", "checkpoint")
+    if note:
+        gr.Markdown(note)
+    tasks = toy_tasks()
+    with gr.Row():
+        task = gr.Dropdown(choices=tasks + [UPLOAD_TASK], value=(tasks[0] if tasks else UPLOAD_TASK),
+                           allow_custom_value=True, label="Task")
+        zip_file = gr.File(label="Zip of class-named image folders (cat/1.jpg, dog/2.jpg, ...)",
+                           file_types=[".zip"], type="filepath", height=110)
+    with gr.Row():
+        shots = gr.Slider(1, 16, value=4, step=1, label="Shots per class")
+        epochs = gr.Slider(1, 100, value=10, step=1, label="Epochs")
+        lr = gr.Number(value=2e-3, label="Learning rate")
+        seed = gr.Number(value=1, precision=0, label="Seed")
+    with gr.Row():
+        visual = gr.Dropdown(list(VISUAL), value="visual feature · cross-attention (paper default)",
+                             label="Visual noise (location · generator)")
+        text = gr.Dropdown(list(TEXT), value="prompt embeddings · learnable (paper default)",
+                           label="Text noise (location · generator)")
+    with gr.Row():
+        start = gr.Button("Train", variant="primary")
+        stop = gr.Button("Stop (keep what was trained)", variant="stop")
+    status = gr.Markdown(elem_id="train-status")
+    with gr.Row():
+        loss_plot = gr.LinePlot(x="epoch", y="value", color="series", title="Training loss (Eq. 13)",
+                                label="loss", height=260)
+        acc_plot = gr.LinePlot(x="epoch", y="value", color="series", title="Validation accuracy (%)",
+                               label="accuracy", height=260)
+    ckpt = gr.File(label="Checkpoint (.safetensors + .json)", file_count="multiple", interactive=False)
+
+    @friendly
+    def train(task_name, zip_path, k, n_epochs, lr_v, seed_v, vis, txt, state: SessionState,
+              progress=gr.Progress()):
+        from pini_core.data.fewshot import fewshot_splits
+        from pini_core.data.registry import get_dataset
+        from pini_core.noise import NoiseConfig
+
+        PiNIModel = engine.get("model")
+        fit = engine.get("trainer")
+        from pini_core.trainer import TrainConfig, evaluate
+
+        k, n_epochs, seed_v = int(k), int(n_epochs), int(seed_v or 1)
+        if not 1 <= n_epochs <= 200:
+            raise gr.Error("Epochs must be between 1 and 200.", print_exception=False)
+        if not (lr_v and 0 < float(lr_v) <= 1):
+            raise gr.Error("The learning rate must be a positive number up to 1 (e.g. 0.002).",
+                           print_exception=False)
+        if vis not in VISUAL or txt not in TEXT:
+            raise gr.Error("Pick the noise locations from the lists.", print_exception=False)
+        if VISUAL[vis][0] == "none" and TEXT[txt][0] == "none":
+            raise gr.Error("Choose at least one place to inject noise (visual or text).", print_exception=False)
+        bb = backbone(state, progress)
+        spec = state.backbone_spec or backbones.default_spec()
+
+        progress(0.05, desc="Preparing the data ...")
+        if task_name == UPLOAD_TASK or not task_name:
+            if not zip_path:
+                raise gr.Error("Upload a zip of class-named image folders, or pick a toy task.",
+                               print_exception=False)
+            from pini_core.uploads import check_zip_images, extract_image_zip
+
+            ds = check_zip_images(extract_image_zip(zip_path, new_scratch_dir(state, "data-")))
+            splits = get_dataset("imagefolder", root=str(ds.root), seed=seed_v)
+            where = f"your zip ({len(ds.items)} images, {len(ds.classnames)} classes)"
+        else:
+            if task_name not in toy_tasks():
+                raise gr.Error(f"Unknown task {task_name!r}; pick one from the list.", print_exception=False)
+            splits = get_dataset(task_name, seed=seed_v)
+            where = f"toy task {task_name}"
+        few = fewshot_splits(splits, k, seed_v)
+        if not few.val:
+            few = few.__class__(**{**few.__dict__, "val": list(splits.test[:MAX_TEST_IMAGES // 4])})
+        vloc, vgen = VISUAL[vis]
+        tloc, tgen = TEXT[txt]
+        cfg = NoiseConfig(visual_location=vloc, visual_generator=vgen, text_location=tloc, text_generator=tgen)
+        method = PiNIModel(bb, few.classnames, few.template, cfg)
+        tcfg = TrainConfig(epochs=n_epochs, lr=float(lr_v), seed=seed_v, batch_size=32,
+                           aug_views=2, eval_every=1)
+        stop_event = state.stop_event
+        stop_event.clear()
+        q: "queue.Queue" = queue.Queue()
+
+        def work():
+            try:
+                res = fit(method, bb, few.train, tcfg, val_data=few.val, on_epoch=lambda row: q.put(("epoch", row)),
+                          stop_event=stop_event, progress=False)
+                q.put(("done", res))
+            except BaseException as e:  # noqa: BLE001 - handed to the UI thread
+                q.put(("error", e))
+
+        threading.Thread(target=work, daemon=True, name="pini-app-train").start()
+        history = []
+        head = (f"Training on {where}: {len(few.train)} images ({k} per class), "
+                f"{cfg.describe()}, {n_epochs} epochs.")
+        yield (f"{head}\n\nPreparing (the first epoch includes encoding the images) ...", None, None,
+               None, state, gr.update())
+        t0 = time.time()
+        while True:
+            try:
+                kind, payload = q.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            if kind == "error":
+                raise payload
+            if kind == "epoch":
+                history.append(payload)
+                progress((payload["epoch"], n_epochs), desc="epochs", unit="epochs")
+                acc = f", val accuracy {payload['val_accuracy']:.1f}%" if "val_accuracy" in payload else ""
+                msg = (f"{head}\n\nEpoch {payload['epoch']}/{n_epochs}: loss {payload['loss']:.4f}{acc} "
+                       f"({time.time() - t0:.0f} s).")
+                yield (msg, _frame(history, [("loss", "train loss")]),
+                       _frame(history, [("val_accuracy", "val accuracy")]), None, state, gr.update())
+                continue
+            res = payload
+            break
+        state.history = history
+        ended = f"Stopped early: {res.reason}." if res.stopped else "Finished."
+        test = list(few.test)[:MAX_TEST_IMAGES]
+        metrics = {}
+        if test and history:
+            progress(0.99, desc="Evaluating on test images ...")
+            metrics = {f"test_accuracy_{m}": evaluate(method, bb, test, mode=m)["accuracy"] for m in ("mean",)}
+        files = None
+        label = f"trained here ({where}, {len(history)} epochs)"
+        if history:
+            state.set_generator(method, label, spec)
+            try:
+                save_pini = engine.get("checkpoint").__module__  # noqa: F841 - presence check
+                from pini_core.checkpoint import save_pini
+
+                out = new_scratch_dir(state, "ckpt-") / "pini_generator.safetensors"
+                written = save_pini(method, str(out), metrics=dict(metrics, epochs=len(history)))
+                files = _checkpoint_files(out, written)
+            except engine.EngineMissing as e:
+                ended += f" (No checkpoint file: {e})"
+        acc_txt = "".join(f" Test accuracy ({m.split('_')[-1]} mode, {len(test)} images): {v:.1f}%."
+                          for m, v in metrics.items())
+        from demo.tab_model import generator_status
+
+        if not history:
+            yield (f"{head}\n\n{ended} No epoch finished, so there is no new generator.", None, None, None,
+                   state, generator_status(state))
+            return
+        yield (f"{head}\n\n{ended}{acc_txt} The generator is now used by the other tabs in this session.",
+               _frame(history, [("loss", "train loss")]), _frame(history, [("val_accuracy", "val accuracy")]),
+               files, state, generator_status(state))
+
+    def request_stop(state: SessionState):
+        if isinstance(state, SessionState):
+            state.stop_event.set()
+        return "Stopping after the current step; what was trained so far is kept ..."
+
+    gen_status = ctx.generator_status[0] if ctx.generator_status else gr.Markdown(visible=False)
+    start.click(train, [task, zip_file, shots, epochs, lr, seed, visual, text, ctx.session],
+                [status, loss_plot, acc_plot, ckpt, ctx.session, gen_status], api_name="train",
+                concurrency_id="train", concurrency_limit=1)
+    stop.click(request_stop, [ctx.session], [status], api_name="stop_training", queue=False)
+
+
+def _checkpoint_files(path, written):
+    """The files save_pini wrote (weights + sidecar JSON when there is one)."""
+    from pathlib import Path
+
+    out = []
+    candidates = [written] if isinstance(written, (str, Path)) else list(written or [])
+    candidates += [path, Path(path).with_suffix(".json")]
+    for c in candidates:
+        if c and Path(c).exists() and str(c) not in out:
+            out.append(str(c))
+    return out
