@@ -157,6 +157,13 @@ def run(args) -> int:
         except BenchError as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
+        except Exception as e:  # a cell failed: say which, keep what finished
+            import traceback
+
+            traceback.print_exc()
+            print(f"error: a cell failed ({type(e).__name__}: {e}). Every finished cell is kept in "
+                  f"{bench.results.path}; fix the cause and rerun the same command to resume.", file=sys.stderr)
+            return 1
     records = bench.results.load()
     if not args.all_records:
         from .results import cell_key

@@ -1,0 +1,201 @@
+"""Harness: every method runs through it, finished cells are never recomputed, a
+stopped run keeps its finished cells, the CLI rebuilds tables from the results file."""
+import argparse
+import json
+
+import pytest
+import torch
+
+from pini_core.bench import cli
+from pini_core.bench.harness import BackboneSpec, Benchmark, BenchConfig, BenchError, Cell
+from pini_core.bench.results import ResultsFile
+from pini_core.bench.testing import colour_dataset, tiny_backbone
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def bb():
+    return tiny_backbone()
+
+
+@pytest.fixture(scope="module")
+def datasets():
+    return {"colours": colour_dataset("colours", targets=["dark"]),
+            "colours4": colour_dataset("colours4", num_classes=4, seed=3)}
+
+
+def make(tmp_path, bb, datasets, **kw):
+    base = dict(methods=["zeroshot", "linear_probe", "coop"], datasets=["colours"], shots=[1], seeds=[1, 2],
+                backbones=[BackboneSpec("tiny", "tiny")], out_dir=str(tmp_path / "out"), epochs=1, progress=False)
+    base.update(kw)
+    bench = Benchmark(BenchConfig(**base), backbone_loader=lambda spec: bb, dataset_loader=lambda n: datasets[n])
+    calls = []
+    inner = bench.run_cell
+
+    def counted(cell):
+        calls.append(cell)
+        return inner(cell)
+
+    bench.run_cell = counted
+    return bench, calls
+
+
+def test_every_method_trains_and_evaluates(tmp_path, bb, datasets):
+    methods = ["zeroshot", "linear_probe", "coop", "clip_adapter", "tip_adapter", "tip_adapter_f", "pini"]
+    bench, calls = make(tmp_path, bb, datasets, methods=methods, seeds=[1], epochs=2)
+    summary = bench.run()
+    assert summary["finished"] == 7 and summary["remaining"] == 0 and not summary["interrupted"]
+    recs = {r["method"]: r for r in bench.results.load()}
+    assert sorted(recs) == sorted(methods)
+    n_test = len(datasets["colours"].test)
+    for m, r in recs.items():
+        assert 0.0 <= r["accuracy"] <= 100.0
+        # accuracy is a multiple of 100/n_test: it was measured on the whole test set
+        assert abs(r["accuracy"] * n_test / 100 - round(r["accuracy"] * n_test / 100)) < 1e-6
+        assert set(r["targets"]) == {"dark"}, m  # domain-generalisation target evaluated
+        assert r["n_test"] == n_test and r["model"] == "last epoch"
+    assert recs["zeroshot"]["shots"] == 0 and recs["zeroshot"]["n_train"] == 0
+    assert recs["coop"]["n_train"] == 3 and recs["coop"]["epochs_run"] == 2
+    assert recs["pini"]["epochs_run"] == 2 and recs["pini"]["eval_mode"] == "mean"
+    assert recs["tip_adapter_f"]["epochs_run"] == 2
+    assert recs["linear_probe"]["val_search"]["C"] > 0
+    assert {"alpha", "beta"} <= set(recs["tip_adapter"]["val_search"])
+
+
+def test_resume_skips_finished_cells(tmp_path, bb, datasets):
+    bench, calls = make(tmp_path, bb, datasets)
+    assert len(bench.plan()) == 5  # zero-shot once + 2 methods x 1 shot x 2 seeds
+    bench.run()
+    assert len(calls) == 5
+    path = bench.results.path
+    before = path.read_bytes()
+
+    again, calls2 = make(tmp_path, bb, datasets)
+    summary = again.run()
+    assert calls2 == [] and summary["done_before"] == 5 and summary["finished"] == 0
+    assert path.read_bytes() == before  # nothing rewritten, timestamps unchanged
+
+    more, calls3 = make(tmp_path, bb, datasets, seeds=[1, 2, 3])
+    more.run()
+    assert [(c.method, c.seed) for c in calls3] == [("linear_probe", 3), ("coop", 3)]
+    assert path.read_bytes().startswith(before) and len(bench.results.load()) == 7
+
+
+def test_changed_settings_are_new_cells(tmp_path, bb, datasets):
+    bench, calls = make(tmp_path, bb, datasets, methods=["coop"], seeds=[1])
+    bench.run()
+    other, calls2 = make(tmp_path, bb, datasets, methods=["coop"], seeds=[1], epochs=2)
+    other.run()
+    assert len(calls2) == 1  # another epoch count is another cell, never a silent reuse
+    recs = bench.results.load()
+    assert [r["settings"]["recipe"]["epochs"] for r in recs] == [1, 2]
+    assert recs[0]["config"] != recs[1]["config"]
+
+
+def test_keyboard_interrupt_keeps_finished_cells(tmp_path, bb, datasets):
+    bench, calls = make(tmp_path, bb, datasets)
+    inner = bench.run_cell
+
+    def stop_on_third(cell):
+        if len(calls) == 2:  # two cells finished: Ctrl-C during the third
+            raise KeyboardInterrupt
+        return inner(cell)
+
+    bench.run_cell = stop_on_third
+    summary = bench.run()
+    assert summary["interrupted"] and summary["finished"] == 2 and summary["remaining"] == 3
+    first = bench.results.load()
+    assert len(first) == 2
+
+    resumed, calls2 = make(tmp_path, bb, datasets)
+    resumed.run()
+    assert len(calls2) == 3  # only the unfinished cells
+    recs = resumed.results.load()
+    assert recs[:2] == first and len(recs) == 5
+
+
+def test_stop_request_inside_training_is_not_recorded(tmp_path, bb, datasets):
+    bench, calls = make(tmp_path, bb, datasets, methods=["coop"], seeds=[1])
+    bench.stop_event.set()  # the trainer stops after its first batch
+    summary = bench.run()
+    assert summary["interrupted"] and summary["finished"] == 0
+    assert bench.results.load() == []  # a half-trained cell is never stored
+
+
+def test_max_cells_then_continue(tmp_path, bb, datasets):
+    bench, calls = make(tmp_path, bb, datasets, max_cells=2)
+    summary = bench.run()
+    assert summary["stopped_at_limit"] and len(calls) == 2 and len(bench.results.load()) == 2
+    rest, calls2 = make(tmp_path, bb, datasets)
+    rest.run()
+    assert len(calls2) == 3
+
+
+def test_truncated_last_line_is_ignored_and_repaired(tmp_path, bb, datasets):
+    bench, calls = make(tmp_path, bb, datasets, methods=["zeroshot", "linear_probe"], seeds=[1])
+    bench.run()
+    with open(bench.results.path, "ab") as f:
+        f.write(b'{"method": "linear_probe", "dataset": "col')  # a write cut off by a crash
+    again, calls2 = make(tmp_path, bb, datasets, methods=["zeroshot", "linear_probe"], seeds=[1, 2])
+    with pytest.warns(UserWarning, match="truncated last line"):
+        again.run()
+    assert [(c.method, c.seed) for c in calls2] == [("linear_probe", 2)]
+    lines = again.results.path.read_text().splitlines()
+    assert len(lines) == 3 and all(json.loads(x) for x in lines)
+
+
+def test_restricted_targets_follow_meta_target_classes(tmp_path, bb, datasets):
+    import dataclasses
+
+    ds = datasets["colours"]
+    # the target holds only class 0: restricted to class {0} every prediction is right
+    only0 = [(x, y) for x, y in ds.targets["dark"] if y == 0]
+    restricted = dataclasses.replace(ds, targets={"dark": only0}, meta={"target_classes": {"dark": [0]}})
+    bench, _ = make(tmp_path, bb, {"colours": restricted}, methods=["zeroshot"])
+    bench.run()
+    assert bench.results.load()[0]["targets"]["dark"] == 100.0
+
+
+def test_config_errors_are_clear(tmp_path, bb, datasets):
+    with pytest.raises(BenchError, match="unknown method"):
+        make(tmp_path, bb, datasets, methods=["cooop"])
+    with pytest.raises(BenchError, match="shots must be integers >= 1"):
+        make(tmp_path, bb, datasets, shots=[0])
+    with pytest.raises(BenchError, match="--epochs must be >= 1"):
+        make(tmp_path, bb, datasets, epochs=0)
+    assert BackboneSpec.parse("ViT-B-16:openai") == BackboneSpec("ViT-B-16:openai", "ViT-B-16", "openai")
+    assert BackboneSpec.parse("ViT-B-16:openai=ViT-B-16:/w/b16.pt") == BackboneSpec(
+        "ViT-B-16:openai", "ViT-B-16", "/w/b16.pt")
+    assert BackboneSpec.parse("local-dir:/m/x") == BackboneSpec("local-dir:/m/x", "local-dir:/m/x", None)
+    assert BackboneSpec.parse("embedded").name == "embedded"
+
+
+def _args(*argv):
+    p = argparse.ArgumentParser()
+    cli.add_arguments(p)
+    return p.parse_args(list(argv))
+
+
+def test_cli_report_only_and_export(tmp_path, bb, datasets, capsys):
+    bench, _ = make(tmp_path, bb, datasets, methods=["zeroshot", "linear_probe"], seeds=[1, 2])
+    bench.run()
+    argv = ["--out", str(tmp_path / "out"), "--methods", "zeroshot,linear_probe", "--datasets", "colours",
+            "--shots", "1", "--seeds", "1,2", "--backbones", "tiny", "--epochs", "1", "--report-only",
+            "--export", str(tmp_path / "assets")]
+    assert cli.run(_args(*argv)) == 0
+    out = capsys.readouterr().out
+    assert "**Table 2 (measured)**" in out and "| 1 |" in out
+    exported = sorted(p.name for p in (tmp_path / "assets").iterdir())
+    assert exported == ["fig5_accuracy_vs_shots.png", "meta.json", "results.jsonl", "tables.md"]
+    meta = json.loads((tmp_path / "assets" / "meta.json").read_text())
+    assert meta["cells_finished"] == 3 and meta["cells_in_plan"] == 3
+
+    assert cli.run(_args(*argv[:-3], "--list")) == 0
+    listing = capsys.readouterr().out.splitlines()
+    assert len(listing) == 3 and all(line.startswith("done") for line in listing)
+
+
+def test_cli_rejects_bad_settings(capsys):
+    assert cli.run(_args("--methods", "nope")) == 2
+    assert "unknown method(s) ['nope']" in capsys.readouterr().err
