@@ -108,9 +108,9 @@ class MuNGGenerator(nn.Module):
             elif eps is None:
                 eps = torch.randn(mu.shape, generator=generator, dtype=mu.dtype,
                                   device=generator.device if generator is not None else mu.device).to(mu.device)
-            elif eps.shape != mu.shape:
+            elif eps.shape != mu.shape and not (eps.dim() == 3 and eps.shape[0] == 1 and eps.shape[1:] == mu.shape[1:]):
                 raise ValueError(f"eps override has shape {tuple(eps.shape)}, expected {tuple(mu.shape)}")
-            eps = eps.to(mu.device, mu.dtype)
+            eps = eps.to(mu.device, mu.dtype).expand_as(mu)     # a [1, N, d] eps is shared by the batch
             noise = mu + sigma * eps                           # reparameterisation (PiNI Eq. 12/14)
         tokens = visual + noise.to(visual.dtype)
         return MuNGOutput(tokens=tokens, noise=noise, mu=mu, sigma=sigma, eps=eps, attn=attn)

@@ -73,7 +73,7 @@ def inspect_host(model: nn.Module) -> HostSpec:
         raise ValueError("host config has no image_token_id / image_token_index")
     exclude = {int(image_token_id)}
     video_token_id = _cfg_get(cfg, "video_token_id")
-    for name in ("video_token_id", "vision_start_token_id", "vision_end_token_id", "pad_token_id"):
+    for name in ("video_token_id", "vision_start_token_id", "vision_end_token_id", "pad_token_id", "bos_token_id"):
         v = _cfg_get(cfg, name, _cfg_get(text_cfg, name))
         if v is not None:
             exclude.add(int(v))

@@ -1,0 +1,184 @@
+"""Figures of MuNG (paper Fig. 2/3): the generator's attention over image patches, and relevance
+(importance) maps of the image patches for the answer before and after noise injection.
+
+Engine functions return numpy arrays; `overlay_figure` turns maps into a matplotlib figure.
+Relevance = captum layer attribution at the hooked visual tokens (the LLM-ready tokens, i.e.
+after the noise when it is on), summed over the hidden dimension, |.|, one value per patch.
+Before/after use the SAME eps (seeded draw) so the only difference is the noise itself.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from captum.attr import LayerGradientXActivation, LayerIntegratedGradients  # noqa: E402
+
+from .hosts import image_token_grid  # noqa: E402
+from .injector import InjectionRecord, MuNGInjector  # noqa: E402
+
+RELEVANCE_METHODS = ("grad_x_act", "integrated_gradients")
+
+
+def _to_grid(values: torch.Tensor, grid: tuple[int, int, int]) -> np.ndarray:
+    """[N] per-token values -> [rows, cols] (drops leading non-patch tokens such as CLS)."""
+    rows, cols, offset = grid
+    return values[offset: offset + rows * cols].reshape(rows, cols).detach().float().cpu().numpy()
+
+
+def attention_maps(record: InjectionRecord, image_index: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Generator attention of one image over its patches.
+
+    Returns (per_token [T, rows, cols], mean [rows, cols]): for each key text token, the
+    head-averaged attention weight every visual token (patch) gives to it; `mean` averages the
+    per-token maps. Key order = record.text_ids[image_index]."""
+    attn = record.output.attn[image_index].mean(0)                  # [N_max, T_max], heads averaged
+    n = record.clean[image_index].shape[0]
+    t = len(record.text_ids[image_index])
+    if t == 0:
+        raise ValueError("this sample had no text tokens, so the generator attention is empty")
+    grid = record.grids[image_index]
+    per_token = np.stack([_to_grid(attn[:n, j], grid) for j in range(t)])
+    return per_token, per_token.mean(0)
+
+
+def upsample(grid_map: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Bilinear upsampling of a [rows, cols] map to the image size (H, W)."""
+    x = torch.as_tensor(grid_map, dtype=torch.float32)[None, None]
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False)[0, 0].numpy()
+
+
+def relevance_maps(injector: MuNGInjector, inputs: dict, target_ids: torch.Tensor, *, seed: int = 0,
+                   method: str = "grad_x_act", n_steps: int = 16) -> tuple[np.ndarray, np.ndarray]:
+    """Patch relevance for `target_ids` [B] (the next token after the prompt) before / after noise.
+
+    inputs: the host's keyword inputs (input_ids, attention_mask, pixel_values, ...), for a
+    host whose hooked visual module returns a [B, N, d] tensor (LLaVA family).
+    Returns (before, after), each [B, rows, cols]."""
+    if method not in RELEVANCE_METHODS:
+        raise ValueError(f"method must be one of {RELEVANCE_METHODS}, got {method!r}")
+    if injector.spec.family != "llava":
+        raise NotImplementedError("relevance maps are implemented for LLaVA-family hosts (tensor visual tokens)")
+    host, layer = injector.host, injector.spec.visual_module
+    pixel_values = inputs["pixel_values"]
+    other = {k: v for k, v in inputs.items() if k != "pixel_values"}
+    target_ids = torch.as_tensor(target_ids, device=pixel_values.device)
+
+    def forward(pix, **kw):
+        logits = host(pixel_values=pix, **kw).logits[:, -1].float()
+        rows = torch.arange(logits.shape[0], device=logits.device)
+        return torch.log_softmax(logits, -1)[rows, target_ids.repeat(logits.shape[0] // len(target_ids))]
+
+    def attribute(noise_on: bool):
+        with injector.settings(enabled=noise_on, seed=seed if noise_on else None):
+            if noise_on:       # fix eps once so every captum pass (and IG step) shares it
+                with torch.no_grad():
+                    host(pixel_values=pixel_values, **other)
+                eps = injector.last.output.eps.detach()
+            else:
+                eps = None
+            with injector.settings(eps=eps):
+                keys = sorted(other)
+                fn = lambda pix, *vals: forward(pix, **dict(zip(keys, vals)))  # noqa: E731
+                extra = tuple(other[k] for k in keys)
+                if method == "grad_x_act":
+                    attr = LayerGradientXActivation(fn, layer).attribute(pixel_values, additional_forward_args=extra)
+                else:
+                    attr = LayerIntegratedGradients(fn, layer).attribute(
+                        pixel_values, additional_forward_args=extra, n_steps=n_steps)
+        return attr
+
+    maps = []
+    grid = None
+    for on in (False, True):
+        attr = attribute(on)                                        # [B, N, d]
+        rel = attr.float().sum(-1).abs()
+        n = rel.shape[1]
+        grid = image_token_grid(injector.spec, host, n)
+        maps.append(np.stack([_to_grid(r, grid) for r in rel]))
+    return maps[0], maps[1]
+
+
+@dataclass
+class Explanation:
+    """Everything the app shows for one (image, question)."""
+    image: np.ndarray                 # [H, W, 3] uint8, as fed to the host
+    question: str
+    tokens: list                      # key text tokens of the generator (strings)
+    attention_per_token: np.ndarray   # [T, rows, cols]
+    attention_mean: np.ndarray        # [rows, cols]
+    relevance_before: np.ndarray      # [rows, cols] (no noise)
+    relevance_after: np.ndarray       # [rows, cols] (with noise, same eps)
+    answer_before: str
+    answer_after: str
+    target: str                       # the answer word the relevance is computed for
+
+    def upsampled(self, grid_map: np.ndarray) -> np.ndarray:
+        return upsample(grid_map, self.image.shape[:2])
+
+
+def explain(bundle, injector: MuNGInjector, image, question: str, *, seed: int = 0, target: str | None = None,
+            method: str = "grad_x_act", n_steps: int = 16) -> Explanation:
+    """Attention + relevance maps for the toy MLLM (`ToyMLLM`) with an attached injector.
+
+    target: the answer word to explain (default: the answer WITH noise)."""
+    from .toy_mllm import image_to_tensor
+    size = bundle.model.config.vision_config.image_size
+    pix = image_to_tensor(image, size)
+    img = ((pix.permute(1, 2, 0).numpy() + 1.0) * 127.5).round().clip(0, 255).astype(np.uint8)
+    with injector.settings(enabled=False):
+        before = bundle.answer([image], [question])[0]
+    with injector.settings(seed=seed):
+        after = bundle.answer([image], [question], injector=injector)[0]
+    batch = bundle.encode([image], [question])
+    batch = {k: v.to(bundle.device) for k, v in batch.items()}
+    with torch.no_grad(), injector.settings(seed=seed):
+        logits = bundle.model(**batch).logits[0, -1]
+    rec = injector.last
+    if target is None:            # the first answer token greedy decoding picks with the noise
+        tid = int(logits.argmax())
+        target = bundle.tokenizer.id_to_token(tid)
+    else:
+        tid = bundle.tokenizer.token_to_id(target)
+        if tid is None:
+            raise ValueError(f"target {target!r} is not a word of the host's vocabulary")
+    per_token, mean = attention_maps(rec, 0)
+    tokens = [bundle.tokenizer.id_to_token(int(t)) for t in rec.text_ids[0]]
+    rb, ra = relevance_maps(injector, batch, torch.tensor([tid]), seed=seed, method=method, n_steps=n_steps)
+    return Explanation(img, question, tokens, per_token, mean, rb[0], ra[0], before, after, target)
+
+
+def overlay_figure(image: np.ndarray, maps: dict, *, cmap: str = "jet", alpha: float = 0.5,
+                   title: str | None = None):
+    """One panel per named map, each upsampled and overlaid on the image (maps min-max normalised)."""
+    n = len(maps) + 1
+    fig, axes = plt.subplots(1, n, figsize=(2.4 * n, 2.6))
+    axes[0].imshow(image)
+    axes[0].set_title("image", fontsize=9)
+    for ax, (name, m) in zip(axes[1:], maps.items()):
+        up = upsample(m, image.shape[:2]) if m.shape != image.shape[:2] else m
+        lo, hi = float(up.min()), float(up.max())
+        up = (up - lo) / (hi - lo) if hi > lo else np.zeros_like(up)
+        ax.imshow(image)
+        ax.imshow(up, cmap=cmap, alpha=alpha, vmin=0, vmax=1)
+        ax.set_title(name, fontsize=9)
+    for ax in axes:
+        ax.axis("off")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def explanation_figure(ex: Explanation, max_tokens: int = 6):
+    """Paper-style figure: per-token + mean generator attention, relevance before / after."""
+    maps = {f"attn '{t}'": m for t, m in list(zip(ex.tokens, ex.attention_per_token))[:max_tokens]}
+    maps["attn (mean)"] = ex.attention_mean
+    maps[f"relevance before ({ex.answer_before})"] = ex.relevance_before
+    maps[f"relevance after ({ex.answer_after})"] = ex.relevance_after
+    return overlay_figure(ex.image, maps, title=ex.question)
