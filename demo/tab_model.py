@@ -15,7 +15,7 @@ def generator_status(session: SessionState) -> str:
     m = session.generator_for(spec)
     if m is None:
         return ("**Generator:** none yet for this model. Train one in the *Train* tab, or load a "
-                "checkpoint (`.safetensors` saved by the Train tab or `python -m pini_core train`).")
+                "checkpoint (the two files the Train tab or `python -m pini_core train` saves).")
     cfg = m.noise_cfg.describe() if hasattr(m, "noise_cfg") else ""
     return (f"**Generator:** {session.method_label} — {cfg}; {len(m.classnames)} classes: "
             f"{', '.join(m.classnames[:8])}{' ...' if len(m.classnames) > 8 else ''}.")
@@ -32,8 +32,8 @@ def build(session: gr.State, default_spec: str, example_dropdowns: List[gr.Dropd
             load_btn = gr.Button("Load model", variant="primary", scale=1)
         model_status = gr.Markdown("Loading the model ...", elem_id="model-status")
         with gr.Row():
-            ckpt = gr.File(label="Load a generator checkpoint (.safetensors; its .json beside it is "
-                                 "optional when the config is embedded)", file_count="multiple",
+            ckpt = gr.File(label="Load a generator checkpoint: its two files, pini_generators.safetensors "
+                                 "and pini_config.json", file_count="multiple",
                            file_types=[".safetensors", ".json"], scale=3, height=110)
             ckpt_btn = gr.Button("Use this checkpoint", scale=1)
         gen_status = gr.Markdown(elem_id="generator-status")
@@ -60,30 +60,31 @@ def build(session: gr.State, default_spec: str, example_dropdowns: List[gr.Dropd
 
     @friendly
     def use_checkpoint(files, state: SessionState, progress=gr.Progress()):
-        from demo.engine import get
-
-        if not files:
-            raise gr.Error("Choose a checkpoint file first.", print_exception=False)
-        paths = files if isinstance(files, list) else [files]
-        weights = [p for p in paths if str(p).endswith(".safetensors")]
-        if len(weights) != 1:
-            raise gr.Error("Give exactly one .safetensors file (and optionally its .json).",
-                           print_exception=False)
-        load_pini = get("checkpoint")
-        from demo.util import backbone
-
-        bb = backbone(state, progress)
         import os
         import shutil
 
-        from demo.session import new_scratch_dir
+        from pini_core.checkpoint import CONFIG_NAME, WEIGHTS_NAME
 
-        d = new_scratch_dir(state, "ckpt-")
-        for p in paths:  # keep the pair together under the names load_pini expects
-            shutil.copy(p, d / os.path.basename(p))
-        model = load_pini(str(d / os.path.basename(weights[0])), bb)
-        state.set_generator(model, f"checkpoint {os.path.basename(weights[0])}",
-                            state.backbone_spec or backbones.default_spec())
+        from demo.session import new_scratch_dir
+        from demo.util import backbone
+
+        from demo.engine import get
+
+        load_pini = get("checkpoint")
+        paths = [p for p in (files if isinstance(files, list) else [files]) if p]
+        names = {os.path.basename(p): p for p in paths}
+        if set(names) != {WEIGHTS_NAME, CONFIG_NAME}:
+            raise gr.Error(f"Choose the two files of a checkpoint together: {WEIGHTS_NAME} and {CONFIG_NAME} "
+                           "(the Train tab's download gives both).", print_exception=False)
+        bb = backbone(state, progress)
+        folder = new_scratch_dir(state, "ckpt-")
+        for name, p in names.items():
+            shutil.copy(p, folder / name)
+        model = load_pini(folder, bb)
+        same_task = state.method is not None and list(state.method.classnames) == list(model.classnames)
+        state.set_generator(model, "loaded checkpoint", state.backbone_spec or backbones.default_spec())
+        if not same_task:  # held-out images of another task would be meaningless for the meter
+            state.eval_data = []
         return state, generator_status(state)
 
     def wire(demo: gr.Blocks):

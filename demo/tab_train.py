@@ -78,7 +78,7 @@ def build(ctx: BuildContext) -> None:
                                 label="loss", height=260)
         acc_plot = gr.LinePlot(x="epoch", y="value", color="series", title="Validation accuracy (%)",
                                label="accuracy", height=260)
-    ckpt = gr.File(label="Checkpoint (.safetensors + .json)", file_count="multiple", interactive=False)
+    ckpt = gr.File(label="Checkpoint: pini_generators.safetensors + pini_config.json (load both in the model panel later)", file_count="multiple", interactive=False)
 
     @friendly
     def train(task_name, zip_path, k, n_epochs, lr_v, seed_v, vis, txt, state: SessionState,
@@ -176,15 +176,11 @@ def build(ctx: BuildContext) -> None:
         label = f"trained here ({where}, {len(history)} epochs)"
         if history:
             state.set_generator(method, label, spec)
-            try:
-                save_pini = engine.get("checkpoint").__module__  # noqa: F841 - presence check
-                from pini_core.checkpoint import save_pini
+            state.eval_data = test
+            from pini_core.checkpoint import save_pini
 
-                out = new_scratch_dir(state, "ckpt-") / "pini_generator.safetensors"
-                written = save_pini(method, str(out), metrics=dict(metrics, epochs=len(history)))
-                files = _checkpoint_files(out, written)
-            except engine.EngineMissing as e:
-                ended += f" (No checkpoint file: {e})"
+            folder = save_pini(method, new_scratch_dir(state, "ckpt-"), metrics=dict(metrics, epochs=len(history)))
+            files = sorted(str(p) for p in folder.iterdir() if p.is_file())
         acc_txt = "".join(f" Test accuracy ({m.split('_')[-1]} mode, {len(test)} images): {v:.1f}%."
                           for m, v in metrics.items())
         from demo.tab_model import generator_status
@@ -207,16 +203,3 @@ def build(ctx: BuildContext) -> None:
                 [status, loss_plot, acc_plot, ckpt, ctx.session, gen_status], api_name="train",
                 concurrency_id="train", concurrency_limit=1)
     stop.click(request_stop, [ctx.session], [status], api_name="stop_training", queue=False)
-
-
-def _checkpoint_files(path, written):
-    """The files save_pini wrote (weights + sidecar JSON when there is one)."""
-    from pathlib import Path
-
-    out = []
-    candidates = [written] if isinstance(written, (str, Path)) else list(written or [])
-    candidates += [path, Path(path).with_suffix(".json")]
-    for c in candidates:
-        if c and Path(c).exists() and str(c) not in out:
-            out.append(str(c))
-    return out
