@@ -262,7 +262,11 @@ class Benchmark:
                     stopped_at_limit = True
                     break
                 bar.set_postfix_str(cell.describe())
-                record = self.run_cell(cell)
+                try:
+                    record = self.run_cell(cell)
+                except Exception as e:
+                    e.add_note(f"while running benchmark cell: {cell.describe()}")
+                    raise
                 self.results.append(record)
                 finished += 1
                 bar.update(1)
