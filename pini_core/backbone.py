@@ -109,6 +109,55 @@ def _create_with_timeout(fn, timeout: float, what: str, cache_dir: Optional[str]
     return box["value"]
 
 
+def _cached_weights_file(name: str, tag: str, cache_dir: Optional[str]) -> Optional[str]:
+    """Path of already-downloaded weights for (name, tag), if any."""
+    import open_clip
+    from huggingface_hub import try_to_load_from_cache
+
+    cfg = open_clip.get_pretrained_cfg(name, tag) or {}
+    repo = (cfg.get("hf_hub") or "").rstrip("/")
+    if repo:
+        for fname in ("open_clip_model.safetensors", "open_clip_pytorch_model.bin"):
+            hit = try_to_load_from_cache(repo, fname, cache_dir=cache_dir)
+            if isinstance(hit, str) and os.path.exists(hit):
+                return hit
+    url = cfg.get("url") or ""
+    if url:
+        local = Path(cache_dir or os.path.expanduser("~/.cache/clip")) / os.path.basename(url)
+        if local.exists():
+            return str(local)
+    return None
+
+
+def _probe_hub(what: str, cache_dir: Optional[str], timeout: float = 5.0) -> None:
+    """Fail fast when the hub cannot be reached (one try, no retries with back-off)."""
+    import socket
+    from urllib.parse import urlparse
+
+    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
+        raise BackboneError(f"Pretrained weights for {what} are not in the cache ({_cache_dirs(cache_dir)}) and "
+                            "HF_HUB_OFFLINE is set. " + _alternatives())
+    from huggingface_hub import constants
+
+    host = urlparse(constants.ENDPOINT).hostname or "huggingface.co"
+    box: Dict[str, Any] = {}
+
+    def probe():
+        try:
+            socket.create_connection((host, 443), timeout=timeout).close()
+            box["ok"] = True
+        except OSError as e:
+            box["error"] = e
+
+    t = threading.Thread(target=probe, daemon=True)
+    t.start()
+    t.join(timeout + 1)
+    if not box.get("ok"):
+        reason = box.get("error") or "no answer"
+        raise BackboneError(f"Pretrained weights for {what} are not in the cache ({_cache_dirs(cache_dir)}) and "
+                            f"{host} cannot be reached ({reason}): offline? " + _alternatives())
+
+
 @dataclass
 class Backbone:
     """A frozen open_clip CLIP plus the pieces PiNI needs."""
@@ -353,8 +402,14 @@ def load_backbone(name: str = "embedded", pretrained: Optional[str] = None, *, d
                                     f"{str(e).splitlines()[0][:300]}. Check that the file belongs to this "
                                     "model name (open_clip naming).") from e
         elif pretrained:
-            model, train_preprocess, preprocess = _create_with_timeout(
-                build, timeout, f"{name} ({pretrained})", cache_dir)
+            cached = _cached_weights_file(name, pretrained, cache_dir)
+            if cached:  # load the cached file directly: no network round trip at all
+                pretrained = cached
+                model, train_preprocess, preprocess = build()
+            else:
+                _probe_hub(f"{name} ({pretrained})", cache_dir)
+                model, train_preprocess, preprocess = _create_with_timeout(
+                    build, timeout, f"{name} ({pretrained})", cache_dir)
         else:
             model, train_preprocess, preprocess = build()
     if not hasattr(model, "token_embedding"):

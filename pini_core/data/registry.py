@@ -55,7 +55,7 @@ def _import_builtin_loaders() -> None:
     # Importing these modules registers their datasets.
     import importlib
 
-    for mod in ("pini_core.data.coop", "pini_core.world.tasks"):
+    for mod in ("pini_core.data.imagefolder", "pini_core.data.coop", "pini_core.world.tasks"):
         try:
             importlib.import_module(mod)
         except ModuleNotFoundError as e:  # a module not written yet must not break the others

@@ -1,0 +1,1 @@
+"""The engine's CLI commands (see pini_core.cli.COMMANDS)."""

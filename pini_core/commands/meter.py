@@ -1,0 +1,47 @@
+"""python -m pini_core meter: is the learned noise pi-noise? I(T, eps) = H(T) - H(T|eps).
+
+  python -m pini_core meter --checkpoint runs/colourcast/checkpoint --dataset toy-colourcast --plot meter.png
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .common import add_backbone_args, add_data_args, checkpoint_backbone, dataset_from_args
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", required=True)
+    add_backbone_args(p, default_model=None)
+    add_data_args(p)
+    p.add_argument("--split", default="test")
+    p.add_argument("--draws", type=int, default=8, help="noise draws per image for the Monte Carlo estimate")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--plot", default=None, help="write a bar chart (PNG) here")
+
+
+def run(args) -> int:
+    from ..analysis.meter import pi_noise_meter
+    from ..analysis.plots import plot_meter
+    from ..checkpoint import CheckpointError, load_pini
+
+    try:
+        bb = checkpoint_backbone(args, args.checkpoint)
+        splits = dataset_from_args(args)
+        model = load_pini(args.checkpoint, bb, splits.classnames)
+    except CheckpointError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    data = getattr(splits, args.split) if args.split in ("train", "val", "test") else splits.targets[args.split]
+    res = pi_noise_meter(model, data, draws=args.draws, seed=args.seed)
+    print(f"H(T) = {res['H_T']:.4f} nats (zero-shot CLIP, Eq. 3)")
+    print(f"{'noise':8s} {'H(T|eps)':>10s} {'I(T,eps)':>10s} {'acc %':>7s}")
+    for name in ("learned", "random", "none"):
+        r = res[name]
+        print(f"{name:8s} {r['H_T_given_eps']:10.4f} {r['I']:10.4f} {r['accuracy']:7.2f}")
+    if args.plot:
+        plot_meter(res).savefig(args.plot, dpi=120, bbox_inches="tight")
+        print(f"plot: {args.plot}")
+    print(json.dumps(res))
+    return 0
