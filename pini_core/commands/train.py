@@ -65,6 +65,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--no-augment", action="store_true", help="train on the test transform only")
     g.add_argument("--eval-mode", default="mean", choices=["mean", "single", "average"])
     g.add_argument("--out", default="runs/pini", help="output folder: checkpoint/, metrics.jsonl, result.json")
+    g.add_argument("--checkpoint-out", default=None, help="write the checkpoint here instead of OUT/checkpoint")
 
 
 def run(args) -> int:
@@ -95,8 +96,10 @@ def run(args) -> int:
     metrics["test_mode"] = args.eval_mode
     for name, data in splits.targets.items():
         metrics[f"target_accuracy/{name}"] = evaluate(model, bb, data, mode=args.eval_mode)["accuracy"]
-    save_pini(model, out / "checkpoint", metrics, extra={"train_config": cfg.to_dict()})
+    ckpt = Path(args.checkpoint_out) if args.checkpoint_out else out / "checkpoint"
+    save_pini(model, ckpt, metrics, extra={"train_config": cfg.to_dict(), "command": "python -m pini_core " +
+                                           " ".join(sys.argv[1:]) if sys.argv[0].endswith("__main__.py") else ""})
     (out / "result.json").write_text(json.dumps(metrics, indent=2))
     print(json.dumps(metrics, indent=2))
-    print(f"checkpoint: {out / 'checkpoint'}")
+    print(f"checkpoint: {ckpt}")
     return 0
