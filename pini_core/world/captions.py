@@ -1,0 +1,100 @@
+"""CLIP-style captions of scenes ("a photo of a small red star on a striped background").
+
+A caption only states what the scene holds (shape, count, and optionally size, colour,
+texture, background, position), so it always matches the rendered pixels. Phrasings and
+which details are mentioned vary at random, like web alt-texts.
+
+`RARE_NAMES` gives every shape a rare synonym. Pretraining uses it in a small fraction of
+captions (`rare_rate`), so the embedded CLIP knows these words only weakly: the
+`toy-rarewords` task then names its classes with them.
+"""
+from __future__ import annotations
+
+import random
+from typing import Optional
+
+from .scene import COUNT_WORDS, Obj, Scene
+
+PLURALS = {"cross": "crosses"}
+RARE_NAMES = {
+    "circle": "roundel", "square": "quadrate", "triangle": "trigon", "star": "pentagram",
+    "heart": "cordate", "cross": "cruciform", "hexagon": "sexangle", "diamond": "lozenge",
+    "crescent": "lune", "arrow": "dart",
+}
+BACKGROUND_WORDS = {
+    "plain": ("plain", "simple", "uniform"), "gradient": ("gradient", "shaded"),
+    "striped": ("striped",), "checkered": ("checkered", "chequered"),
+    "dotted": ("dotted", "spotted"), "noisy": ("noisy", "mottled"),
+}
+TEXTURE_WORDS = {"plain": ("plain", "solid"), "striped": ("striped",), "dotted": ("dotted", "spotted"),
+                 "checkered": ("checkered",)}
+PHOTO_TEMPLATES = (
+    "a photo of {np}.", "a photo of {np}{bg}.", "{np}.", "{np}{bg}.", "a picture of {np}.",
+    "an image of {np}{bg}.", "a close-up photo of {np}.", "this is a photo of {np}.",
+    "a rendering of {np}{bg}.", "a photo of {np}{pos}.", "there is {np}{pos}.",
+    "a cropped photo of {np}.", "a good photo of {np}.", "a bright photo of {np}{bg}.",
+)
+SKETCH_TEMPLATES = ("a sketch of {np}.", "a pen drawing of {np}.", "a doodle of {np}.",
+                    "an outline sketch of {np}.")
+
+
+def plural(noun: str) -> str:
+    return PLURALS.get(noun, noun + "s")
+
+
+def article(word: str) -> str:
+    return "an" if word[0] in "aeiou" else "a"
+
+
+def position_phrase(obj: Obj) -> str:
+    """' in the top left', ' on the right', ' in the centre', ..."""
+    h = "left" if obj.x < 0.38 else "right" if obj.x > 0.62 else ""
+    v = "top" if obj.y < 0.38 else "bottom" if obj.y > 0.62 else ""
+    if h and v:
+        return f" in the {v} {h}"
+    if h:
+        return f" on the {h}"
+    if v:
+        return f" at the {v}"
+    return " in the centre"
+
+
+def noun_phrase(scene: Scene, r: random.Random, shape_word: Optional[str] = None,
+                detail: float = 1.0) -> str:
+    """'a small red striped star', 'three blue hearts', ... Details are dropped at random;
+    `detail` scales how often they are kept."""
+    o = scene.objects[0]
+    word = shape_word or o.shape
+    words = []
+    if r.random() < 0.45 * detail:
+        words.append(o.size)
+    # colour words only where the pixels show the colour (no sketch, no colour cast)
+    if scene.style == "photo" and scene.cast is None and r.random() < 0.7 * detail:
+        words.append(o.colour)
+    if scene.style == "photo" and o.texture != "plain" and r.random() < 0.4 * detail:
+        words.append(r.choice(TEXTURE_WORDS[o.texture]))
+    n = scene.count
+    if n == 1:
+        words.append(word)
+        return article(words[0]) + " " + " ".join(words)
+    words.append(plural(word))
+    return COUNT_WORDS[n] + " " + " ".join(words)
+
+
+def caption(scene: Scene, rng: random.Random, rare_rate: float = 0.0) -> str:
+    """A natural-language caption of `scene`. With probability `rare_rate` the shape is
+    named by its rare synonym (RARE_NAMES) instead of its common name."""
+    r = rng if isinstance(rng, random.Random) else random.Random(int(rng.integers(0, 2**63 - 1)))
+    o = scene.objects[0]
+    word = RARE_NAMES[o.shape] if r.random() < rare_rate else o.shape
+    if r.random() < 0.15:  # bare label-like captions, as many alt-texts are
+        n = scene.count
+        return (f"a photo of {article(word)} {word}." if n == 1
+                else f"a photo of {COUNT_WORDS[n]} {plural(word)}.")
+    templates = SKETCH_TEMPLATES if scene.style == "sketch" else PHOTO_TEMPLATES
+    t = r.choice(templates)
+    bg = ""
+    if "{bg}" in t and scene.style == "photo":
+        bg = f" on {article(w := r.choice(BACKGROUND_WORDS[scene.background]))} {w} background"
+    pos = position_phrase(o) if "{pos}" in t and scene.count == 1 else ""
+    return t.format(np=noun_phrase(scene, r, word), bg=bg, pos=pos)

@@ -1,0 +1,282 @@
+"""Pretrain the embedded toy CLIP on the procedural world (source domain only).
+
+A small open_clip `CLIP` with the standard OpenAI-style towers (ViT image tower, causal
+text transformer, EOT pooling) and the real CLIP BPE tokenizer (vocab 49408), trained from
+scratch with open_clip's contrastive `ClipLoss` on freshly rendered image-caption pairs.
+Every batch is rendered from (seed, step), so a run is reproducible from its seed.
+
+Text-length choice: PiNI's prompts are CoOp-style, 16 "x" placeholder words before the
+template ("x x ... x a photo of a star."), so positions up to ~30 must be trained. The
+context length is 40 and a fraction (`--prefix-rate`) of pretraining captions carry such
+an "x" prefix: half of them exactly 16 words, the rest 1..24 words (capped to fit), so all
+positions are trained and the model learns to ignore the prefix.
+
+Output (open_clip "local-dir" format, loadable with
+`open_clip.create_model("local-dir:checkpoints/toyclip")`):
+  open_clip_config.json        {"model_cfg": ..., "preprocess_cfg": ...}
+  open_clip_model.safetensors  weights stored in fp16 (open_clip casts them to fp32 on load)
+  pini_meta.json               seed, steps, time, command, zero-shot accuracies
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Dict, List
+
+import numpy as np
+import torch
+
+from .captions import caption
+from .render import render
+from .scene import SHAPES, sample_scene
+from .zeroshot import DEFAULT_DIR, OPENAI_MEAN, OPENAI_STD, load_embedded, source_shape_set, to_tensor, \
+    zero_shot_accuracy
+
+SOURCE_TEMPLATE = "a photo of a {}."
+
+
+def model_config(args) -> Dict:
+    return {
+        "embed_dim": args.embed_dim,
+        "vision_cfg": {"image_size": args.image_size, "layers": args.vision_layers, "width": args.vision_width,
+                       "head_width": 32, "patch_size": args.patch_size, "mlp_ratio": 4.0},
+        "text_cfg": {"context_length": args.context_length, "vocab_size": 49408, "width": args.text_width,
+                     "heads": max(1, args.text_width // 32), "layers": args.text_layers},
+    }
+
+
+def preprocess_config(image_size: int) -> Dict:
+    return {"size": image_size, "mode": "RGB", "mean": list(OPENAI_MEAN), "std": list(OPENAI_STD),
+            "interpolation": "bicubic", "resize_mode": "shortest", "fill_color": 0}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = ("Pretrain the small embedded CLIP (checkpoints/toyclip) on the procedural "
+                          "world with the contrastive loss. Defaults reproduce the shipped checkpoint "
+                          "(about 15 min on 2 CPU cores).")
+    parser.add_argument("--out", default=str(DEFAULT_DIR), help="output folder (open_clip local-dir format)")
+    parser.add_argument("--seed", type=int, default=0, help="seeds the model init and every rendered batch")
+    parser.add_argument("--steps", type=int, default=900, help="optimisation steps")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--lr", type=float, default=2e-3, help="peak AdamW learning rate (cosine decay)")
+    parser.add_argument("--weight-decay", type=float, default=0.1)
+    parser.add_argument("--warmup", type=int, default=50, help="linear warm-up steps")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--prefix-rate", type=float, default=0.3,
+                        help="fraction of captions given a CoOp-style 'x x ... x' prefix")
+    parser.add_argument("--rare-rate", type=float, default=0.03,
+                        help="fraction of captions naming the shape by its rare synonym (toy-rarewords)")
+    parser.add_argument("--image-size", type=int, default=64)
+    parser.add_argument("--patch-size", type=int, default=8)
+    parser.add_argument("--vision-width", type=int, default=64)
+    parser.add_argument("--vision-layers", type=int, default=4)
+    parser.add_argument("--text-width", type=int, default=64)
+    parser.add_argument("--text-layers", type=int, default=3)
+    parser.add_argument("--embed-dim", type=int, default=64)
+    parser.add_argument("--context-length", type=int, default=40)
+    parser.add_argument("--eval-samples", type=int, default=1000,
+                        help="fresh source images for the final zero-shot check (0: skip)")
+    parser.add_argument("--eval-every", type=int, default=100,
+                        help="log zero-shot source accuracy on 300 held-out images every N steps (0: never)")
+    parser.add_argument("--eval-tasks", action="store_true",
+                        help="also measure zero-shot accuracy on every toy task and record it")
+    parser.add_argument("--tiny", action="store_true",
+                        help="a tiny model and few steps, to check the pipeline end to end (tests)")
+
+
+class CaptionedBatches(torch.utils.data.IterableDataset):
+    """Batch `step` is rendered from random.Random((seed, step)): independent of workers."""
+
+    def __init__(self, seed, steps, batch_size, tokenizer, context_length, prefix_rate, rare_rate, image_size):
+        self.seed, self.steps, self.batch_size = seed, steps, batch_size
+        self.tokenizer, self.context_length = tokenizer, context_length
+        self.prefix_rate, self.rare_rate, self.image_size = prefix_rate, rare_rate, image_size
+
+    def with_prefix(self, text: str, r: random.Random) -> str:
+        if r.random() >= self.prefix_rate:
+            return text
+        room = self.context_length - 2 - len(self.tokenizer.encode(text))
+        k = 16 if r.random() < 0.5 else r.randint(1, 24)
+        k = max(0, min(k, room))
+        return "x " * k + text
+
+    def batch(self, step: int):
+        r = random.Random(f"{self.seed}:{step}")
+        scenes = [sample_scene(r, "source") for _ in range(self.batch_size)]
+        texts = [self.with_prefix(caption(s, r, rare_rate=self.rare_rate), r) for s in scenes]
+        # the world renders at 64 px; resizing to the model's size matches its preprocess
+        images = to_tensor([render(s, 64) for s in scenes], self.image_size)
+        return images, self.tokenizer(texts), texts
+
+    def __iter__(self):
+        for step in range(self.steps):
+            images, tokens, _ = self.batch(step)
+            yield images, tokens
+
+
+def _save_atomic_json(obj, path: Path) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        json.dump(obj, f, indent=2)
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+
+
+def save_checkpoint(model, cfg: Dict, image_size: int, out: Path) -> None:
+    from safetensors.torch import save_file
+
+    out.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().to(torch.float16).contiguous() for k, v in model.state_dict().items()}
+    fd, tmp = tempfile.mkstemp(dir=out, suffix=".tmp")
+    os.close(fd)
+    save_file(state, tmp)
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, out / "open_clip_model.safetensors")
+    _save_atomic_json({"model_cfg": cfg, "preprocess_cfg": preprocess_config(image_size)},
+                      out / "open_clip_config.json")
+
+
+def evaluate_source(path: Path, n: int, seed: int) -> Dict[str, float]:
+    """Zero-shot shape accuracy on n fresh source images, plain and with the 16-x prefix."""
+    model, tok = load_embedded(path)
+    data = source_shape_set(n, seed)
+    return {"n": n, "seed": seed,
+            "template": SOURCE_TEMPLATE,
+            "accuracy": zero_shot_accuracy(model, tok, data, SHAPES, SOURCE_TEMPLATE),
+            "accuracy_with_16x_prefix": zero_shot_accuracy(model, tok, data, SHAPES, SOURCE_TEMPLATE, 16),
+            "chance": 100.0 / len(SHAPES)}
+
+
+def run(args) -> int:
+    import open_clip
+    from open_clip.loss import ClipLoss
+    from open_clip.model import CLIP
+    from tqdm import tqdm
+
+    if args.tiny:
+        args.steps = min(args.steps, 3)
+        args.batch_size = min(args.batch_size, 8)
+        args.vision_width, args.vision_layers, args.patch_size = 32, 1, 16
+        args.text_width, args.text_layers, args.embed_dim = 32, 1, 16
+        args.warmup = 1
+        args.eval_samples = min(args.eval_samples, 20)
+    for name in ("steps", "batch_size", "threads", "context_length"):
+        if getattr(args, name) < 1:
+            raise SystemExit(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if args.context_length < 30:
+        raise SystemExit("--context-length must be >= 30: CoOp-style prompts need 16 prefix words + template")
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    np.random.seed(args.seed)
+    random.seed(args.seed)
+    out = Path(args.out)
+    cfg = model_config(args)
+    model = CLIP(**cfg)  # the class open_clip.create_model builds for this config
+    model.train()
+    tokenizer = open_clip.get_tokenizer("ViT-B-32", context_length=args.context_length)  # CLIP BPE
+
+    exclude = lambda n, p: p.ndim < 2 or "ln" in n or "bias" in n or "logit_scale" in n  # noqa: E731
+    decay = [p for n, p in model.named_parameters() if not exclude(n, p)]
+    no_decay = [p for n, p in model.named_parameters() if exclude(n, p)]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}],
+                            lr=args.lr, betas=(0.9, 0.98), eps=1e-6)
+
+    def lr_at(step: int) -> float:
+        if step < args.warmup:
+            return args.lr * (step + 1) / args.warmup
+        t = (step - args.warmup) / max(1, args.steps - args.warmup)
+        return 0.5 * args.lr * (1 + math.cos(math.pi * t))
+
+    data = CaptionedBatches(args.seed, args.steps, args.batch_size, tokenizer, args.context_length,
+                            args.prefix_rate, args.rare_rate, args.image_size)
+    loader = torch.utils.data.DataLoader(data, batch_size=None, num_workers=0 if args.tiny else 1,
+                                         prefetch_factor=None if args.tiny else 4)
+    loss_fn = ClipLoss()
+    monitor = source_shape_set(300, seed=args.seed + 20_000) if args.eval_every else []
+    curve: List[Dict[str, float]] = []
+    t0 = time.time()
+    losses: List[float] = []
+    bar = tqdm(loader, total=args.steps, desc="pretrain toy CLIP", unit="step")
+    for step, (images, tokens) in enumerate(bar):
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step)
+        img_f, txt_f, scale = model(images, tokens)
+        loss = loss_fn(img_f, txt_f, scale)
+        if not torch.isfinite(loss):
+            raise RuntimeError(f"loss became {loss.item()} at step {step}; lower --lr and rerun.")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        with torch.no_grad():
+            model.logit_scale.clamp_(0, math.log(100))
+        losses.append(loss.item())
+        if step % 10 == 0:
+            bar.set_postfix(loss=f"{np.mean(losses[-10:]):.3f}", lr=f"{lr_at(step):.1e}")
+        if args.eval_every and ((step + 1) % args.eval_every == 0 or step + 1 == args.steps):
+            model.eval()
+            acc = zero_shot_accuracy(model, tokenizer, monitor, SHAPES, SOURCE_TEMPLATE)
+            model.train()
+            curve.append({"step": step + 1, "loss": round(float(np.mean(losses[-10:])), 4),
+                          "source_acc_300": round(acc, 2), "seconds": round(time.time() - t0, 1)})
+            bar.write(f"step {step + 1}: loss {curve[-1]['loss']:.3f}, zero-shot source shape acc {acc:.1f}% "
+                      f"(300 held-out images), {curve[-1]['seconds']:.0f}s")
+    train_seconds = time.time() - t0
+
+    save_checkpoint(model, cfg, args.image_size, out)
+    meta = {
+        "seed": args.seed, "steps": args.steps, "batch_size": args.batch_size,
+        "images_seen": args.steps * args.batch_size, "lr": args.lr, "weight_decay": args.weight_decay,
+        "warmup": args.warmup, "prefix_rate": args.prefix_rate, "rare_rate": args.rare_rate,
+        "context_length": args.context_length, "threads": args.threads,
+        "train_seconds": round(train_seconds, 1),
+        "final_loss_mean_last_50": round(float(np.mean(losses[-50:])), 4),
+        "learning_curve": curve,
+        "model_cfg": cfg,
+        "command": _command_line(),
+        "versions": {"torch": torch.__version__, "open_clip": open_clip.__version__,
+                     "python": platform.python_version()},
+        "tokenizer": "open_clip SimpleTokenizer (CLIP BPE, vocab 49408)",
+        "weights_dtype_on_disk": "float16",
+    }
+    if args.eval_samples:
+        meta["zero_shot_source"] = evaluate_source(out, args.eval_samples, seed=args.seed + 10_000)
+        print(f"zero-shot source shape accuracy: {meta['zero_shot_source']['accuracy']:.1f}% "
+              f"(with 16-x prefix {meta['zero_shot_source']['accuracy_with_16x_prefix']:.1f}%)")
+    if args.eval_tasks:
+        from .tasks import zero_shot_table
+        meta["zero_shot_tasks"] = zero_shot_table(out)
+    _save_atomic_json(meta, out / "pini_meta.json")
+    size_mb = (out / "open_clip_model.safetensors").stat().st_size / 2**20
+    print(f"saved {out} ({size_mb:.2f} MiB weights) in {train_seconds / 60:.1f} min of training")
+    return 0
+
+
+def _command_line() -> str:
+    """The command that was run, as a user would type it."""
+    prog = sys.argv[0].replace(os.sep, "/")
+    if prog.endswith("pini_core/__main__.py"):
+        return " ".join(["python -m pini_core"] + sys.argv[1:])
+    if prog.endswith("pini_core/world/pretrain.py"):
+        return " ".join(["python -m pini_core.world.pretrain"] + sys.argv[1:])
+    return " ".join(["python"] + sys.argv)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m pini_core.world.pretrain")
+    add_arguments(p)
+    return run(p.parse_args(argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
