@@ -199,3 +199,18 @@ def test_cli_report_only_and_export(tmp_path, bb, datasets, capsys):
 def test_cli_rejects_bad_settings(capsys):
     assert cli.run(_args("--methods", "nope")) == 2
     assert "unknown method(s) ['nope']" in capsys.readouterr().err
+
+
+def test_quick_profile_halves_every_reference_schedule(tmp_path, bb, datasets):
+    bench, _ = make(tmp_path, bb, datasets, profile="quick", epochs=None)
+    coop = [bench.method_settings("coop", k, "colours")["recipe"]["epochs"] for k in (1, 2, 4, 8, 16)]
+    assert coop == [25, 50, 50, 100, 100]
+    assert bench.method_settings("pini", 1, "colours")["recipe"]["epochs"] == 100
+    assert bench.method_settings("tip_adapter_f", 1, "colours")["recipe"]["epochs"] == 10
+    assert bench.method_settings("coop", 1, "colours")["recipe"]["lr"] == 2e-3  # only epochs change
+    paper, _ = make(tmp_path, bb, datasets, profile="paper", epochs=None)
+    assert paper.method_settings("coop", 16, "colours")["recipe"]["epochs"] == 200
+    assert bench.cell_config(Cell("tiny", "colours", 1, 1, "coop")) != paper.cell_config(
+        Cell("tiny", "colours", 1, 1, "coop"))
+    text = cli.describe(bench.cfg, bench)
+    assert "coop 25/50/100" in text and "pini 100" in text

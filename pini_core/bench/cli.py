@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from pini_core.baselines import recipes
-from .harness import QUICK_EPOCHS, BackboneSpec, Benchmark, BenchConfig, BenchError, environment
+from .harness import QUICK_FACTOR, BackboneSpec, Benchmark, BenchConfig, BenchError, environment
 from .report import export, write_report
 
 MINI_DATASET = "toy-colourcast"
@@ -78,8 +78,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "under --data-root) and test every cell on them too")
     t = parser.add_argument_group("how")
     t.add_argument("--profile", choices=["paper", "quick"], default=None,
-                   help="epoch schedules: paper (reference recipes) or quick "
-                        f"({', '.join(f'{k} {v}' for k, v in QUICK_EPOCHS.items())} epochs)")
+                   help="epoch schedules: paper (the reference recipes: CoOp/CLIP-Adapter 50/100/100/200/200 "
+                        "epochs at 1/2/4/8/16 shots, PiNI 200, Tip-Adapter-F 20) or quick (every schedule x "
+                        f"{QUICK_FACTOR:g}, rounded up)")
     t.add_argument("--epochs", type=int, default=None, help="override every trained method's epochs")
     t.add_argument("--eval-mode", choices=["mean", "single", "average"], default="mean",
                    help="PiNI at test time: mean (eps = 0), single (one draw, the authors' code), "

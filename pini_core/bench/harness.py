@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import math
 import os
 import platform
 import threading
@@ -30,9 +31,11 @@ from .results import ResultsFile, config_hash
 
 PROTOCOL_VERSION = 1
 
-# Epochs of the "quick" profile (the miniature benchmark on the embedded toy CLIP, 2 CPU
-# cores): the same recipes with fewer epochs. The paper profile uses recipes.recipe().
-QUICK_EPOCHS = {"coop": 20, "clip_adapter": 20, "pini": 20, "tip_adapter_f": 20}
+# The "quick" profile (the miniature benchmark on the embedded toy CLIP, 2 CPU cores):
+# every reference schedule with its epochs multiplied by QUICK_FACTOR (rounded up), e.g.
+# CoOp 25/50/50/100/100 instead of 50/100/100/200/200, PiNI 100 instead of 200,
+# Tip-Adapter-F 10 instead of 20. Everything else in a recipe is unchanged.
+QUICK_FACTOR = 0.5
 
 PROFILES = ("paper", "quick")
 
@@ -207,7 +210,7 @@ class Benchmark:
             if self.cfg.epochs is not None:
                 r["epochs"] = self.cfg.epochs
             elif self.cfg.profile == "quick":
-                r["epochs"] = QUICK_EPOCHS[method]
+                r["epochs"] = max(1, math.ceil(r["epochs"] * QUICK_FACTOR))
         s = {"method": method, "recipe": r, "protocol": PROTOCOL_VERSION, "dg": self.cfg.dg}
         if method in ("coop", "clip_adapter", "pini"):
             s["aug_views"] = self.cfg.aug_views
