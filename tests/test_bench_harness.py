@@ -212,5 +212,7 @@ def test_quick_profile_halves_every_reference_schedule(tmp_path, bb, datasets):
     assert paper.method_settings("coop", 16, "colours")["recipe"]["epochs"] == 200
     assert bench.cell_config(Cell("tiny", "colours", 1, 1, "coop")) != paper.cell_config(
         Cell("tiny", "colours", 1, 1, "coop"))
-    text = cli.describe(bench.cfg, bench)
-    assert "coop 25/50/100" in text and "pini 100" in text
+    full, _ = make(tmp_path, bb, datasets, profile="quick", epochs=None, methods=["coop", "pini"],
+                   shots=[1, 2, 4, 8, 16])
+    text = cli.describe(full.cfg, full)
+    assert "(epochs: coop 25/50/100; pini 100)" in text
