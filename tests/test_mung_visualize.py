@@ -1,0 +1,92 @@
+"""MuNG figures: generator attention over patches and relevance maps before / after the noise."""
+import matplotlib
+import numpy as np
+import pytest
+import torch
+
+from pini_core.mung.config import MuNGConfig
+from pini_core.mung.generator import MuNGGenerator
+from pini_core.mung.injector import attach
+from pini_core.mung.toy_mllm import new_toy_mllm
+from pini_core.mung.visualize import (attention_maps, explain, explanation_figure, overlay_figure,
+                                      relevance_maps, upsample)
+from pini_core.mung.vqa_data import make_vqa
+
+
+@pytest.fixture(scope="module")
+def setup():
+    bundle = new_toy_mllm(seed=0, hidden=32, layers=1, vision_hidden=32, vision_layers=1, patch_size=16)
+    torch.manual_seed(0)
+    gen = MuNGGenerator(MuNGConfig(visual_dim=32, text_dim=32, num_heads=8, init="default"))
+    inj = attach(bundle.model, gen)
+    item = make_vqa(1, "shifted", seed=2)[0]
+    return bundle, inj, item
+
+
+def _manual_grad_x_act(bundle, inj, batch, tid, noise_on, seed):
+    """Reference: d log p(target) / d tokens * tokens, at the tokens the LLM receives."""
+    store = {}
+
+    def grab(m, a, o):
+        store["t"] = o.detach().requires_grad_()
+        return store["t"]
+    with inj.settings(enabled=noise_on, seed=seed if noise_on else None):
+        h = inj.spec.visual_module.register_forward_hook(grab)     # runs after the MuNG hook
+        logp = torch.log_softmax(bundle.model(**batch).logits[0, -1], -1)[tid]
+        logp.backward()
+        h.remove()
+    t = store["t"]
+    return (t.grad * t).sum(-1).abs()[0].detach().reshape(4, 4).numpy()
+
+
+def test_relevance_maps_have_patch_grid_shape_match_reference_and_differ(setup):
+    bundle, inj, item = setup
+    batch = bundle.encode([item.image], [item.question])
+    tid = bundle.tokenizer.token_to_id("red")
+    before, after = relevance_maps(inj, batch, torch.tensor([tid]), seed=4)
+    assert before.shape == after.shape == (1, 4, 4)          # 64 px / 16 px patches
+    np.testing.assert_allclose(before[0], _manual_grad_x_act(bundle, inj, batch, tid, False, 4), rtol=1e-4, atol=1e-7)
+    np.testing.assert_allclose(after[0], _manual_grad_x_act(bundle, inj, batch, tid, True, 4), rtol=1e-4, atol=1e-7)
+    assert np.abs(before - after).max() > 1e-3 * before.max()
+    again, after2 = relevance_maps(inj, batch, torch.tensor([tid]), seed=4)
+    np.testing.assert_array_equal(after, after2)               # same eps -> same map
+    ig_b, ig_a = relevance_maps(inj, batch, torch.tensor([tid]), seed=4, method="integrated_gradients", n_steps=4)
+    assert ig_b.shape == (1, 4, 4) and not np.allclose(ig_b, ig_a)
+    with pytest.raises(ValueError, match="method must be one of"):
+        relevance_maps(inj, batch, torch.tensor([tid]), method="lime")
+
+
+def test_explain_attention_and_figures(setup):
+    bundle, inj, item = setup
+    ex = explain(bundle, inj, item.image, item.question, seed=1)
+    t = len(ex.tokens)
+    assert ex.tokens[-1] == "?" or "<ans>" in ex.tokens
+    assert "<image>" not in ex.tokens and "<bos>" not in ex.tokens
+    assert ex.attention_per_token.shape == (t, 4, 4) and ex.attention_mean.shape == (4, 4)
+    # per patch, the weights over the text tokens sum to 1
+    np.testing.assert_allclose(ex.attention_per_token.sum(0), np.ones((4, 4)), rtol=1e-5)
+    assert ex.image.shape == (64, 64, 3) and ex.image.dtype == np.uint8
+    assert ex.relevance_before.shape == (4, 4) and not np.allclose(ex.relevance_before, ex.relevance_after)
+    up = ex.upsampled(ex.relevance_after)
+    assert up.shape == (64, 64)
+    assert np.isclose(up.mean(), ex.relevance_after.mean(), rtol=0.2)
+    fig = explanation_figure(ex, max_tokens=3)
+    assert isinstance(fig, matplotlib.figure.Figure) and len(fig.axes) == 1 + 3 + 3
+    matplotlib.pyplot.close(fig)
+    fig = overlay_figure(ex.image, {"flat": np.zeros((4, 4))})
+    assert len(fig.axes) == 2
+    matplotlib.pyplot.close(fig)
+    with pytest.raises(ValueError, match="not a word"):
+        explain(bundle, inj, item.image, item.question, target="zebra")
+
+
+def test_attention_maps_from_record(setup):
+    bundle, inj, item = setup
+    batch = bundle.encode([item.image, item.image], [item.question, "what colour is the star ?"])
+    with torch.no_grad():
+        bundle.model(**batch)
+    per0, mean0 = attention_maps(inj.last, 0)
+    per1, _ = attention_maps(inj.last, 1)
+    assert per0.shape[0] == len(inj.last.text_ids[0]) and per1.shape[0] == len(inj.last.text_ids[1]) == 7   # 6 words + <ans>
+    np.testing.assert_allclose(mean0, per0.mean(0))
+    assert upsample(mean0, (64, 64)).shape == (64, 64)
