@@ -19,7 +19,7 @@ PARTS: Dict[str, Tuple[str, str, str]] = {
     "maps": ("pini_core.analysis.maps", "noise_maps", "noise maps"),
     "decode": ("pini_core.analysis.decode", "decode_prompt_noise", "prompt decoding (Table 8)"),
     "meter": ("pini_core.analysis.meter", "pi_noise_meter", "the pi-noise meter"),
-    "toy": ("pini_core.world.tasks", "TOY_TASKS", "the toy tasks"),
+    "toy": ("pini_core.world.tasks", "load_task", "the toy tasks"),
     "mung": ("pini_core.mung.visualize", "explain", "MuNG visualisations"),
 }
 

@@ -7,6 +7,7 @@ temp folder as PNG so the browser can show them.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import List, Tuple
 
@@ -28,10 +29,12 @@ LICENCE_NOTE = ("Photographs: scikit-image sample data (`skimage.data`), install
 
 
 def toy_examples() -> List[Tuple[str, str]]:
-    if not TOY_DIR.is_dir():
+    """(name, path) of the toy world's example renders ($PINI_EXAMPLES_DIR overrides the folder)."""
+    folder = Path(os.environ.get("PINI_EXAMPLES_DIR") or TOY_DIR)
+    if not folder.is_dir():
         return []
-    files = sorted(p for p in TOY_DIR.rglob("*") if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
-    return [(str(p.relative_to(TOY_DIR).with_suffix("")), str(p)) for p in files]
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
+    return [(str(p.relative_to(folder).with_suffix("")), str(p)) for p in files]
 
 
 def photo_examples() -> List[Tuple[str, str]]:

@@ -64,6 +64,10 @@ def open_uploaded_image(path: Union[str, os.PathLike], *, name: str | None = Non
         # load_image refuses images over max_pixels from the header, before decoding.
         return load_image(os.fspath(path), max_pixels=MAX_IMAGE_PIXELS, min_side=MIN_IMAGE_SIDE)
     except ImageLoadError as e:
+        if "decompression bomb" in str(e):  # the library's advice (max_pixels=) is for developers
+            raise UploadError(f"The image {shown!r} has more pixels than this app accepts "
+                              f"({MAX_IMAGE_PIXELS / 1e6:.0f} megapixels; it may be a decompression bomb). "
+                              "Please downscale it (e.g. to 4000x4000 or less) and upload it again.") from e
         # Its message names the server-side temp path; show the user's file name instead.
         msg = str(e).replace(os.fspath(path), repr(shown))
         raise UploadError(msg) from e

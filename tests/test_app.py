@@ -1,0 +1,287 @@
+"""The app, end to end: launched in-process on the embedded model and driven through its
+API with gradio_client, checking values (not only that something came back)."""
+from __future__ import annotations
+
+import re
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+gradio_client = pytest.importorskip("gradio_client")
+from gradio_client import Client, handle_file  # noqa: E402
+from gradio_client.exceptions import AppError  # noqa: E402
+
+from tests import app_badfiles as bad  # noqa: E402
+from tests.app_server import running_app  # noqa: E402
+
+UPLOAD = "my images (upload a zip below)"
+V_FEATURE_CA = "visual feature · cross-attention (paper default)"
+V_IMAGE_CNN = "raw image · CNN"
+T_PROMPT = "prompt embeddings · learnable (paper default)"
+T_NONE = "none"
+ENDPOINTS = {"/load_model", "/load_checkpoint", "/noise_maps", "/classify", "/prompt_distribution",
+             "/train", "/stop_training", "/pi_noise_meter"}
+
+
+@pytest.fixture(scope="module")
+def url():
+    with running_app("embedded") as u:
+        yield u
+
+
+def new_client(url) -> Client:
+    return Client(url, verbose=False)  # one client = one browser session
+
+
+@pytest.fixture(scope="module")
+def toy_task():
+    from demo.tab_train import toy_tasks
+
+    tasks = toy_tasks()
+    assert tasks, "the toy tasks (pini_core.world.tasks) are missing"
+    return "toy-colourcast" if "toy-colourcast" in tasks else tasks[0]
+
+
+def train(client, task, *, zip_path=None, shots=2, epochs=2, visual=V_FEATURE_CA, text=T_PROMPT):
+    job = client.submit(task, handle_file(zip_path) if zip_path else None, shots, epochs, 0.002, 1, visual, text,
+                        api_name="/train")
+    updates = list(job)
+    final = job.result()  # raises AppError with the app's message when the run failed
+    return job, updates, final
+
+
+@pytest.fixture(scope="module")
+def trained(url, toy_task):
+    """A session whose generator puts noise on the raw image (CNN) and on the prompt."""
+    c = new_client(url)
+    job, updates, final = train(c, toy_task, shots=2, epochs=2, visual=V_IMAGE_CNN, text=T_PROMPT)
+    assert "Finished" in final[0], final[0]
+    return c, final
+
+
+def file_of(out):
+    """An image output's file (outputs sent as gr.update arrive as dicts)."""
+    return out["value"] if isinstance(out, dict) else out
+
+
+def examples(url):
+    from demo.examples import examples_for
+
+    return [name for name, _ in examples_for("embedded")]
+
+
+# ---------------------------------------------------------------------------------------
+def test_every_tab_has_a_stable_endpoint(url):
+    api = new_client(url).view_api(return_format="dict", print_info=False)
+    assert ENDPOINTS <= set(api["named_endpoints"])
+
+
+def test_page_is_served_and_files_outside_the_app_are_not(url):
+    html = urllib.request.urlopen(url, timeout=10).read().decode()
+    assert "gradio" in html.lower()
+    repo_file = Path(__file__).resolve().parent.parent / "app.py"
+    for target in ("/etc/passwd", str(repo_file), str(repo_file.parent / "checkpoints")):
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(f"{url.rstrip('/')}/gradio_api/file={target}", timeout=10)
+        assert e.value.code in (403, 404)
+
+
+def test_load_model_reports_success_and_failure_keeps_the_app_working(url):
+    c = new_client(url)
+    status = c.predict("embedded", api_name="/load_model")[0]
+    assert status.startswith("**Loaded:**") and "embedding size" in status
+    status = c.predict("NoSuchNet-99:nothing", api_name="/load_model")[0]
+    assert "Could not load" in status and "Unknown open_clip model name" in status
+    assert "Still using" in status and "Traceback" not in status
+    # the session still works on the embedded model
+    zs = c.predict(examples(url)[0], None, "circle, square, triangle", "a photo of a {}.", 4, 0,
+                   api_name="/classify")[0]
+    assert len(zs["confidences"]) == 3
+
+
+def test_zero_shot_probabilities_sum_to_one_and_follow_the_image(url):
+    c = new_client(url)
+    names = examples(url)
+    assert len(names) >= 2, "assets/examples should hold the toy example images"
+    from pini_core.world.tasks import classnames_of
+
+    classes = ", ".join(classnames_of("toy-shapes"))
+    outs = [c.predict(n, None, classes, "a photo of a {}.", 4, 0, api_name="/classify") for n in names[:2]]
+    probs = []
+    for zs, p_mean, p_single, p_avg, spread, info, status in outs:
+        conf = {d["label"]: d["confidence"] for d in zs["confidences"]}
+        assert set(conf) == set(classnames_of("toy-shapes"))
+        assert sum(conf.values()) == pytest.approx(1.0, abs=1e-4)
+        assert not p_mean and "No generator" in status  # this session trained nothing
+        probs.append(np.array([conf[k] for k in sorted(conf)]))
+    assert not np.allclose(probs[0], probs[1], atol=1e-4)
+
+
+def test_pini_probabilities_for_every_mode_and_the_spread(trained, url):
+    c, _ = trained
+    zs, p_mean, p_single, p_avg, spread, info, status = c.predict(examples(url)[0], None, "", "a photo of a {}.", 8, 3,
+                                                                  api_name="/classify")
+    for lab in (zs, p_mean, p_single, p_avg):
+        assert sum(d["confidence"] for d in lab["confidences"]) == pytest.approx(1.0, abs=1e-4)
+    assert len(p_mean["confidences"]) == 10 and info["draws"] == 8
+    # the average over draws is the mean of per-draw softmaxes: between single draws' extremes
+    assert set(info["spread_std"]) == set(info["mean"])
+    assert max(info["spread_std"].values()) > 0  # the noise really varies between draws
+    img = np.asarray(Image.open(spread))
+    assert img.ndim == 3 and img.shape[0] > 100
+
+
+def test_noise_maps_differ_between_images_and_follow_the_seed(trained, url):
+    c, _ = trained
+    a, b = examples(url)[:2]
+    ra = c.predict(a, None, 0, api_name="/noise_maps")
+    rb = c.predict(b, None, 0, api_name="/noise_maps")
+    ra2 = c.predict(a, None, 0, api_name="/noise_maps")
+    ra_seed = c.predict(a, None, 1, api_name="/noise_maps")
+    raw, noisy, mu, sigma = (file_of(x) for x in ra[:4])
+    info = ra[4]
+    assert info["kind"] == "image" and info["seed"] == 0
+    for p in (raw, noisy, mu, sigma):
+        assert Path(p).exists()
+    mu_a, mu_b = np.asarray(Image.open(mu)), np.asarray(Image.open(file_of(rb[2])))
+    assert mu_a.shape == mu_b.shape and np.abs(mu_a.astype(int) - mu_b.astype(int)).mean() > 1.0
+    assert info["mu"] != rb[4]["mu"] and info["sigma"] != rb[4]["sigma"]
+    assert info["sigma"]["min"] >= 0  # sigma is a standard deviation
+    # the same seed gives the same draw, another seed another one (mu/sigma do not depend on it)
+    assert ra2[4]["noise"] == info["noise"]
+    assert ra_seed[4]["noise"] != info["noise"] and ra_seed[4]["mu"] == info["mu"]
+    noisy_a, raw_a = np.asarray(Image.open(noisy)), np.asarray(Image.open(raw))
+    assert noisy_a.shape == raw_a.shape and not np.array_equal(noisy_a, raw_a)
+
+
+def test_prompt_distribution_lists_real_tokens(trained):
+    c, _ = trained
+    n, k = 40, 4
+    table, status = c.predict(n, k, 0, api_name="/prompt_distribution")
+    rows = table["data"]
+    assert [r[1] for r in rows] == ["a", "photo", "of", "a"]  # the toy tasks' template "a photo of a {}."
+    assert table["headers"] == ["position", "template word", "1", "2", "3", "4"]
+    from pini_core.backbone import load_backbone  # the vocabulary the words must come from
+
+    bb = load_backbone("embedded")
+    vocab = {bb.decode_token(i) for i in range(bb.token_embedding.shape[0])}
+    for r in rows:
+        counts = []
+        for cell in r[2:]:
+            m = re.fullmatch(r"(.+) \((\d+)\)", cell)
+            assert m, cell
+            assert m.group(1) in vocab
+            counts.append(int(m.group(2)))
+        assert all(1 <= x <= n for x in counts) and counts == sorted(counts, reverse=True)
+        assert r[1] in [re.fullmatch(r"(.+) \(\d+\)", cell).group(1) for cell in r[2:]]
+
+
+def test_pi_noise_meter(trained):
+    c, _ = trained
+    bars, table, status = c.predict(4, api_name="/pi_noise_meter")
+    rows = {r[0]: r for r in table["data"]}
+    assert set(rows) == {"learned", "random", "none"}
+    h_t = rows["none"][1]
+    assert h_t > 0 and rows["none"][3] == 0.0
+    for name in ("learned", "random"):
+        assert rows[name][3] == pytest.approx(h_t - rows[name][2], abs=1e-3)  # I = H(T) - H(T|eps)
+    assert {r[0] for r in bars["data"]} == {"learned", "random", "none"}
+
+
+def test_training_streams_stops_on_request_and_yields_a_loadable_checkpoint(url, tmp_path):
+    c = new_client(url)
+    z = bad.class_zip(tmp_path / "colours.zip", classes=("red", "green", "blue"), per_class=8)
+    job = c.submit(UPLOAD, handle_file(str(z)), 2, 60, 0.002, 1, V_FEATURE_CA, T_PROMPT, api_name="/train")
+    epochs_seen = []
+    for update in job:
+        m = re.search(r"Epoch (\d+)/60", update[0] or "")
+        if m:
+            epochs_seen.append(int(m.group(1)))
+            if len(epochs_seen) == 2:
+                assert "Stopping" in c.predict(api_name="/stop_training")
+    final = job.outputs()[-1]
+    assert len(epochs_seen) >= 2 and epochs_seen[:2] == [1, 2]
+    assert "Stopped early" in final[0] and max(epochs_seen) < 60
+    loss = final[1]["data"]
+    assert len(loss) == max(epochs_seen) and all(np.isfinite(r[1]) for r in loss)
+    files = final[3]
+    assert sorted(Path(f).name for f in files) == ["pini_config.json", "pini_generators.safetensors"]
+    # the checkpoint loads, in the engine and back into a new session of the app
+    from pini_core.backbone import load_backbone
+    from pini_core.checkpoint import load_pini
+
+    folder = tmp_path / "ckpt"
+    folder.mkdir()
+    for f in files:
+        (folder / Path(f).name).write_bytes(Path(f).read_bytes())
+    model = load_pini(folder, load_backbone("embedded"))
+    assert model.classnames == ["blue", "green", "red"]
+    other = new_client(url)
+    status = other.predict([handle_file(f) for f in files], api_name="/load_checkpoint")
+    assert "loaded checkpoint" in status and "blue, green, red" in status
+
+
+def test_sessions_do_not_share_generators(trained, url):
+    fresh = new_client(url)
+    with pytest.raises(AppError, match="No generator in this session"):
+        fresh.predict(examples(url)[0], None, 0, api_name="/noise_maps")
+    with pytest.raises(AppError, match="No generator in this session"):
+        fresh.predict(10, 2, 0, api_name="/prompt_distribution")
+
+
+BAD_IMAGES = [
+    ("corrupt.png", bad.corrupt_file, "corrupt"),
+    ("dot.png", bad.tiny_png, "1x1"),
+    ("huge.png", bad.huge_png, "megapixels"),
+]
+
+
+@pytest.mark.parametrize("name, make, words", BAD_IMAGES)
+def test_bad_image_uploads_get_a_clear_message(url, tmp_path, name, make, words):
+    c = new_client(url)
+    path = make(tmp_path / name)
+    with pytest.raises(AppError) as e:
+        c.predict(None, handle_file(str(path)), "cat, dog", "a photo of a {}.", 4, 0, api_name="/classify")
+    msg = str(e.value)
+    assert words in msg and name in msg
+    assert "Traceback" not in msg and "Something went wrong" not in msg
+
+
+@pytest.mark.parametrize("name, make", [("cmyk.jpg", bad.cmyk_jpeg), ("grey16.png", bad.png16),
+                                        ("anim.gif", bad.animated_gif)])
+def test_awkward_valid_uploads_are_classified(url, tmp_path, name, make):
+    c = new_client(url)
+    path = make(tmp_path / name)
+    zs, *_, info, status = c.predict(None, handle_file(str(path)), "cat, dog", "a photo of a {}.", 4, 0,
+                                     api_name="/classify")
+    assert sum(d["confidence"] for d in zs["confidences"]) == pytest.approx(1.0, abs=1e-4)
+    assert info["image"] == "your upload"
+
+
+@pytest.mark.parametrize("make, words", [
+    (bad.zip_without_images, "contains no images"),
+    (bad.zip_escaping, "escapes its folder"),
+    (bad.zip_with_symlink, "symbolic link"),
+])
+def test_bad_zips_get_a_clear_message(url, tmp_path, make, words):
+    c = new_client(url)
+    z = make(tmp_path / "data.zip")
+    with pytest.raises(AppError) as e:
+        train(c, UPLOAD, zip_path=str(z), epochs=1)
+    assert words in str(e.value) and "Traceback" not in str(e.value)
+
+
+def test_bad_form_values_get_a_clear_message(url):
+    c = new_client(url)
+    with pytest.raises(AppError, match="not in the list of choices"):  # names, never paths
+        c.predict("/etc/passwd", None, "a, b", "a photo of a {}.", 4, 0, api_name="/classify")
+    with pytest.raises(AppError, match="exactly one {}"):
+        c.predict(examples(url)[0], None, "a, b", "no placeholder", 4, 0, api_name="/classify")
+    with pytest.raises(AppError, match="Upload a zip"):
+        train(c, UPLOAD, epochs=1)
+    with pytest.raises(AppError, match="at least one place"):
+        train(c, "toy-shapes", epochs=1, visual="none", text=T_NONE)
