@@ -216,3 +216,46 @@ def test_quick_profile_halves_every_reference_schedule(tmp_path, bb, datasets):
                    shots=[1, 2, 4, 8, 16])
     text = cli.describe(full.cfg, full)
     assert "(epochs: coop 25/50/100; pini 100)" in text
+
+
+def test_cli_end_to_end_on_a_coop_layout_folder_and_local_weights(tmp_path, capsys):
+    """The real-data path: CoOp split JSON + images on disk, weights from a local open_clip folder."""
+    from safetensors.torch import save_file
+
+    from pini_core.bench.testing import TINY_CLIP_CFG
+
+    model_dir = tmp_path / "weights"
+    model_dir.mkdir()
+    bb = tiny_backbone(seed=1)
+    save_file({k: v.contiguous() for k, v in bb.model.state_dict().items()},
+              str(model_dir / "open_clip_model.safetensors"))
+    (model_dir / "open_clip_config.json").write_text(json.dumps(
+        {"model_cfg": TINY_CLIP_CFG, "preprocess_cfg": {"size": 32, "mean": list(bb.mean), "std": list(bb.std)}}))
+    ds = colour_dataset("pets", per_class={"train": 4, "val": 2, "test": 3})
+    root = tmp_path / "coop"
+    (root / "oxford_pets" / "images").mkdir(parents=True)
+    split = {}
+    for part in ("train", "val", "test"):
+        rows = []
+        for i, (img, y) in enumerate(getattr(ds, part)):
+            name = f"{ds.classnames[y]}_{part}_{i}.jpg"
+            img.save(root / "oxford_pets" / "images" / name)
+            rows.append([name, y, ds.classnames[y]])
+        split[part] = rows
+    (root / "oxford_pets" / "split_zhou_OxfordPets.json").write_text(json.dumps(split))
+    out = tmp_path / "out"
+    argv = ["--preset", "paper", "--data-root", str(root), "--datasets", "oxford_pets",
+            "--backbones", f"mine=local-dir:{model_dir}", "--methods", "zeroshot,linear_probe,coop",
+            "--shots", "1,2", "--seeds", "1", "--epochs", "1", "--out", str(out), "--no-progress",
+            "--device", "cpu"]
+    assert cli.run(_args(*argv)) == 0
+    text = capsys.readouterr().out
+    assert "| Method | Pets |" in text and "backbone mine" in text
+    recs = ResultsFile(out / "results.jsonl").load()
+    assert sorted((r["method"], r["shots"]) for r in recs) == [
+        ("coop", 1), ("coop", 2), ("linear_probe", 1), ("linear_probe", 2), ("zeroshot", 0)]
+    assert all(r["n_test"] == 9 for r in recs)
+    assert {r["n_train"] for r in recs if r["shots"] == 2} == {6}
+    # same command again: nothing to do
+    assert cli.run(_args(*argv)) == 0
+    assert "5 cells (5 already done)" in capsys.readouterr().out
