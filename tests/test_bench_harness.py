@@ -259,3 +259,20 @@ def test_cli_end_to_end_on_a_coop_layout_folder_and_local_weights(tmp_path, caps
     # same command again: nothing to do
     assert cli.run(_args(*argv)) == 0
     assert "5 cells (5 already done)" in capsys.readouterr().out
+
+
+def test_val_that_is_the_test_set_is_never_searched_on(tmp_path, bb, datasets):
+    import dataclasses
+
+    ds = datasets["colours"]
+    imagenet_like = dataclasses.replace(ds, val=ds.test, meta={"val_is_test": True})
+    bench, _ = make(tmp_path, bb, {"colours": imagenet_like}, methods=["linear_probe"], seeds=[1], shots=[2])
+    cell = bench.plan()[0]
+    info = {}
+    data = bench._fewshot(imagenet_like, cell, info)
+    test_ids = {id(x) for x, _ in ds.test}
+    train_ids = {id(x) for x, _ in data.train}
+    assert len(data.val) == 2 * 3 and not ({id(x) for x, _ in data.val} & (test_ids | train_ids))
+    assert "outside the shots" in info["val_source"]
+    bench.run()
+    assert bench.results.load()[0]["val_source"].startswith("train images")

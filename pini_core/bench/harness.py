@@ -297,9 +297,6 @@ class Benchmark:
 
     def run_cell(self, cell: Cell) -> Dict:
         """Train (if needed) and evaluate one cell; returns its result record."""
-        from pini_core.data.fewshot import fewshot_splits
-        from pini_core.features import labels_of
-
         bb = self.backbone(cell.backbone)
         splits = self.splits(cell.dataset)
         settings = self.method_settings(cell.method, cell.shots, cell.dataset)
@@ -310,7 +307,7 @@ class Benchmark:
             data = splits
             method = self._build_zeroshot(bb, splits)
         else:
-            data = fewshot_splits(splits, cell.shots, cell.seed)
+            data = self._fewshot(splits, cell, info)
             method = self._train(cell, bb, data, settings, info)
         train_time = time.time() - t_train
 
@@ -341,6 +338,27 @@ class Benchmark:
             record["targets"] = targets
         record.update(info)
         return record
+
+    def _fewshot(self, splits, cell: Cell, info: Dict):
+        """CoOp's k-shot train / min(k, 4)-shot val. Where the dataset's val IS its test set
+        (ImageNet in CoOp, whose linear probe and Tip-Adapter then search on test), the
+        search split is drawn instead from training images outside the k shots, so that
+        nothing is ever selected on test."""
+        import dataclasses as dc
+
+        from pini_core.data.fewshot import MAX_VAL_SHOTS, fewshot_splits, sample_few_shot
+
+        data = fewshot_splits(splits, cell.shots, cell.seed)
+        if splits.meta.get("val_is_test"):
+            chosen = {(id(x) if not isinstance(x, str) else x, int(y)) for x, y in data.train}
+            rest = [(x, y) for x, y in splits.train if (id(x) if not isinstance(x, str) else x, int(y)) not in chosen]
+            val = sample_few_shot(rest, min(cell.shots, MAX_VAL_SHOTS), cell.seed) if rest else []
+            if not val:
+                raise BenchError(f"{cell.dataset}: its val split is its test set and no training image is left "
+                                 f"outside the {cell.shots} shots to search hyper-parameters on")
+            data = dc.replace(data, val=val)
+            info["val_source"] = "train images outside the shots (dataset val is its test set)"
+        return data
 
     def _build_zeroshot(self, bb, splits):
         from pini_core.baselines import ZeroShotCLIP
