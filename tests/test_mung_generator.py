@@ -110,3 +110,14 @@ def test_checkpoint_roundtrip_and_dimension_mismatch(tmp_path):
         load_generator(tmp_path / "g", host=tiny_llava(hidden=64))
     with pytest.raises(FileNotFoundError, match="missing"):
         load_generator(tmp_path / "nothing")
+
+
+def test_share_of_real_hosts_from_meta_configs():
+    from pini_core.mung.param_count import share_table
+    rows = {r["host"]: r for r in share_table()}
+    llava, qwen = rows["LLaVA-1.5-7B"], rows["Qwen2.5-VL-3B"]
+    assert llava["mung_parameters"] == 6 * (4096 ** 2 + 4096)
+    assert qwen["mung_parameters"] == 6 * (2048 ** 2 + 2048)
+    assert abs(llava["host_parameters_meta_count"] / 7.06e9 - 1) < 0.005    # published sizes
+    assert abs(qwen["host_parameters_meta_count"] / 3.75e9 - 1) < 0.005
+    assert 1.4 < llava["share_of_meta_count_%"] < 1.45 and 0.65 < qwen["share_of_meta_count_%"] < 0.7

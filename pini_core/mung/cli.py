@@ -26,7 +26,9 @@ from .checkpoint import load_generator, save_generator
 from .config import MuNGConfig, atomic_write_text
 from .generator import MuNGGenerator
 from .injector import MuNGInjector
-from .toy_mllm import DEFAULT_DIR, load_toy_mllm, new_toy_mllm, save_toy_mllm
+from .hf_host import load_host
+from .hosts import inspect_host
+from .toy_mllm import DEFAULT_DIR, new_toy_mllm, save_toy_mllm
 from .vqa_data import QUESTION_SETS, VQAItem, make_vqa
 
 DEFAULT_GENERATOR = DEFAULT_DIR.parent / "generator"
@@ -60,6 +62,12 @@ def load_items(spec: str, n: int, seed: int) -> list[VQAItem]:
     return items[:n] if n else items
 
 
+def correct(pred: str, answer: str) -> bool:
+    """The first word of the generated answer (punctuation stripped) is the expected word."""
+    words = pred.lower().replace(".", " ").replace(",", " ").split()
+    return bool(words) and words[0] == answer.lower()
+
+
 def accuracy(bundle, items, injector=None, seed=0) -> float:
     imgs, qs = [x.image for x in items], [x.question for x in items]
     if injector is None:
@@ -67,7 +75,7 @@ def accuracy(bundle, items, injector=None, seed=0) -> float:
     else:
         with injector.settings(seed=seed):
             preds = bundle.answer(imgs, qs, injector=injector)
-    return sum(p == x.answer for p, x in zip(preds, items)) / len(items)
+    return sum(correct(p, x.answer) for p, x in zip(preds, items)) / len(items)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -76,7 +84,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     t.add_argument("--stage", choices=["host", "generator"], default="generator",
                    help="host: train the whole toy MLLM from scratch; generator: train MuNG on a frozen host")
-    t.add_argument("--host", default=str(DEFAULT_DIR), help="toy MLLM folder (stage generator)")
+    t.add_argument("--host", default=str(DEFAULT_DIR),
+                   help="stage generator: the toy MLLM folder, or a local Hugging Face LLaVA / Qwen2-VL / "
+                        "Qwen2.5-VL folder with its processor")
     t.add_argument("--data", default=None, help="toy-source | toy-shifted | file.jsonl "
                    "(default: toy-source for the host, toy-shifted for the generator)")
     t.add_argument("--train-items", type=int, default=None, help="number of training items (toy data)")
@@ -118,8 +128,9 @@ def _run_train(args) -> int:
     from .train import NonFiniteLoss, make_accelerator, train_generator, train_host
     if args.threads:
         torch.set_num_threads(args.threads)
-    command = "python -m pini_core mung " + " ".join(shlex.quote(x) for x in sys.argv[sys.argv.index("train"):]) \
-        if "train" in sys.argv else None
+    argv = getattr(args, "argv", None) or sys.argv[1:]
+    command = "python -m pini_core mung " + " ".join(shlex.quote(x) for x in argv[argv.index("train"):]) \
+        if "train" in argv else None
     acc = make_accelerator(cpu=args.cpu)
     if args.stage == "host":
         data = args.data or "toy-source"
@@ -149,10 +160,10 @@ def _run_train(args) -> int:
     data = args.data or "toy-shifted"
     n, steps, lr = args.train_items or 3000, args.steps or 600, args.lr or 5e-4
     out = Path(args.out or DEFAULT_GENERATOR)
-    bundle = load_toy_mllm(args.host)
-    cfg = MuNGConfig(visual_dim=bundle.model.config.text_config.hidden_size,
-                     text_dim=bundle.model.get_input_embeddings().embedding_dim, num_heads=args.heads,
-                     sigma=args.sigma, attn_scale=args.attn_scale, init=args.init, host_family="llava")
+    bundle = load_host(args.host)
+    spec = inspect_host(bundle.model)
+    cfg = MuNGConfig(visual_dim=spec.hidden_size, text_dim=spec.text_dim, num_heads=args.heads,
+                     sigma=args.sigma, attn_scale=args.attn_scale, init=args.init, host_family=spec.family)
     torch.manual_seed(args.seed)
     gen = MuNGGenerator(cfg)
     items = load_items(data, n, args.seed)
@@ -191,7 +202,7 @@ def run(args) -> int:
         except (FileNotFoundError, UnidentifiedImageError) as e:
             print(f"error: cannot read image {args.image}: {e}", file=sys.stderr)
             return 2
-        bundle = load_toy_mllm(args.host)
+        bundle = load_host(args.host)
         gen = load_generator(args.generator, host=bundle.model)
         plain = bundle.answer([img], [args.question])[0]
         inj = MuNGInjector(bundle.model, gen, mode=args.mode).attach()
@@ -201,7 +212,7 @@ def run(args) -> int:
         print(json.dumps({"question": args.question, "answer_without_mung": plain, "answer_with_mung": noisy}))
         return 0
     if args.mung_command == "eval":
-        bundle = load_toy_mllm(args.host)
+        bundle = load_host(args.host)
         gen = load_generator(args.generator, host=bundle.model)
         items = load_items(args.data, args.items, TEST_SEED)
         inj = MuNGInjector(bundle.model, gen)
@@ -220,7 +231,9 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m pini_core mung", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(p)
-    return run(p.parse_args(argv))
+    args = p.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
+    return run(args)
 
 
 if __name__ == "__main__":
