@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import List
+from typing import Any, List, Tuple
 
 import gradio as gr
 
@@ -13,3 +13,4 @@ class BuildContext:
     default_spec: str  # the backbone the page opens on
     example_dropdowns: List[gr.Dropdown] = field(default_factory=list)  # refreshed on model change
     generator_status: List[gr.Markdown] = field(default_factory=list)  # refreshed after training
+    page_load: List[Tuple[Any, list, list]] = field(default_factory=list)  # (fn, inputs, outputs) on page load

@@ -14,14 +14,28 @@ def _stats(a) -> Dict[str, float]:
     return {"mean": float(a.mean()), "std": float(a.std()), "min": float(a.min()), "max": float(a.max())}
 
 
+DISPLAY_SIDE = 256  # small model inputs (the toy CLIP sees 64 px) are enlarged for the eye
+
+
+def _show(im) -> np.ndarray:
+    """An image for display: enlarged with nearest-neighbour so pixels stay honest."""
+    from PIL import Image
+
+    im = im if isinstance(im, Image.Image) else Image.fromarray(np.asarray(im))
+    if max(im.size) < DISPLAY_SIDE:
+        f = DISPLAY_SIDE // max(im.size)
+        im = im.resize((im.width * f, im.height * f), Image.NEAREST)
+    return np.asarray(im)
+
+
 def render(maps: Dict[str, Any], image, where: str, seed: int, label: str):
     kind = maps.get("kind", "none")
-    clean = np.asarray(maps["clean_image"])
+    clean = _show(maps["clean_image"])
     info: Dict[str, Any] = {"image": where, "generator": label, "kind": kind, "seed": seed}
     if kind == "image":
         info.update(mu=_stats(maps["mu"]), sigma=_stats(maps["sigma"]), noise=_stats(maps["noise"]))
         return (gr.update(value=clean, label="Raw image (as the model sees it)"),
-                gr.update(value=np.asarray(maps["noisy_image"]), label="Noise-injected image"),
+                gr.update(value=_show(maps["noisy_image"]), label="Noise-injected image"),
                 gr.update(value=plots.heatmap(maps["mu_map"], "μ (mean over RGB)", "coolwarm", "pixel units"),
                           label="μ heatmap"),
                 gr.update(value=plots.heatmap(maps["sigma_map"], "σ (mean over RGB)", "magma", "pixel units"),

@@ -31,7 +31,7 @@ def build(session: gr.State, default_spec: str, example_dropdowns: List[gr.Dropd
                                       "local-dir:/path)")
             load_btn = gr.Button("Load model", variant="primary", scale=1)
         model_status = gr.Markdown("Loading the model ...", elem_id="model-status")
-        with gr.Row():
+        with gr.Accordion("Load a generator checkpoint", open=False), gr.Row():
             ckpt = gr.File(label="Load a generator checkpoint: its two files, pini_generators.safetensors "
                                  "and pini_config.json", file_count="multiple",
                            file_types=[".safetensors", ".json"], scale=3, height=110)

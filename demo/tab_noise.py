@@ -25,11 +25,11 @@ def build(ctx: BuildContext) -> None:
         run = gr.Button("Show the noise", variant="primary")
         resample = gr.Button("Re-sample ε (next seed)")
     with gr.Row():
-        raw = gr.Image(label="Raw image", format="png", interactive=False)
-        noisy = gr.Image(label="Noise-injected image", format="png", interactive=False)
-        mu = gr.Image(label="μ", format="png", interactive=False)
-        sigma = gr.Image(label="σ", format="png", interactive=False)
-    info = gr.JSON(label="Numbers")
+        raw = gr.Image(label="Raw image", format="png", interactive=False, elem_id="noise-raw")
+        noisy = gr.Image(label="Noise-injected image", format="png", interactive=False, elem_id="noise-noisy")
+        mu = gr.Image(label="μ", format="png", interactive=False, elem_id="noise-mu")
+        sigma = gr.Image(label="σ", format="png", interactive=False, elem_id="noise-sigma")
+    info = gr.JSON(label="Numbers", elem_id="noise-info")
     status = gr.Markdown()
 
     @friendly
