@@ -231,3 +231,39 @@ def test_feature_noise_maps_are_vectors_of_embed_dim(bb):
     assert res["shift_norm"] == pytest.approx(float(np.linalg.norm(res["noise"])), rel=1e-5)
     assert res["class_attention"].shape == (2,)
     np.testing.assert_allclose(res["class_attention"].sum(), 1.0, rtol=1e-5)
+
+
+# ----------------------------------------------------------------- plots (Agg, headless)
+def test_plots_of_meter_maps_and_history(bb, data, tmp_path):
+    import matplotlib
+
+    from pini_core.analysis.plots import plot_history, plot_meter, plot_noise_maps
+
+    assert matplotlib.get_backend().lower() == "agg"
+    res = {"H_T": 0.7, "learned": {"H_T_given_eps": 0.2, "I": 0.5}, "random": {"H_T_given_eps": 0.9, "I": -0.2},
+           "none": {"H_T_given_eps": 0.7, "I": 0.0}}
+    fig = plot_meter(res)
+    h_ax, i_ax = fig.axes
+    assert [round(b.get_height(), 6) for b in h_ax.patches] == [0.2, 0.9, 0.7]
+    assert [round(b.get_height(), 6) for b in i_ax.patches] == [0.5, -0.2, 0.0]
+    assert h_ax.lines[0].get_ydata()[0] == pytest.approx(0.7)  # the H(T) line
+    fig.savefig(tmp_path / "meter.png")
+    assert (tmp_path / "meter.png").read_bytes()[:4] == b"\x89PNG"
+
+    img = colour_image((210, 50, 50), np.random.default_rng(2))
+    image_model = make_model(bb, visual_location="image", visual_generator="cnn", text_location="none", cnn_layers=4)
+    fig = plot_noise_maps(noise_maps(image_model, img))
+    assert [a.get_title() for a in fig.axes[:4]] == ["raw image", "noise-injected", "μ (mean over RGB)",
+                                                    "σ (mean over RGB)"]
+    assert len(fig.axes) == 6  # + two colour bars
+    fig = plot_noise_maps(noise_maps(make_model(bb, visual_generator="mlp"), img))
+    assert len(fig.axes) == 3 and fig.axes[2].get_title().startswith("embedding shift: cos = ")
+    fig = plot_noise_maps(noise_maps(make_model(bb, visual_location="none"), img))
+    assert fig.axes[0].get_title() == "no visual noise in this model"
+
+    fig = plot_history([{"epoch": 1, "loss": 0.9, "val_accuracy": 50.0}, {"epoch": 2, "loss": 0.5}])
+    assert list(fig.axes[0].lines[0].get_ydata()) == [0.9, 0.5]
+    assert list(fig.axes[1].lines[0].get_ydata()) == [50.0]
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
