@@ -97,4 +97,5 @@ def caption(scene: Scene, rng: random.Random, rare_rate: float = 0.0) -> str:
     if "{bg}" in t and scene.style == "photo":
         bg = f" on {article(w := r.choice(BACKGROUND_WORDS[scene.background]))} {w} background"
     pos = position_phrase(o) if "{pos}" in t and scene.count == 1 else ""
-    return t.format(np=noun_phrase(scene, r, word), bg=bg, pos=pos)
+    text = t.format(np=noun_phrase(scene, r, word), bg=bg, pos=pos)
+    return text.replace("there is ", "there are ", 1) if scene.count > 1 else text

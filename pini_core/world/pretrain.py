@@ -11,6 +11,11 @@ context length is 40 and a fraction (`--prefix-rate`) of pretraining captions ca
 an "x" prefix: half of them exactly 16 words, the rest 1..24 words (capped to fit), so all
 positions are trained and the model learns to ignore the prefix.
 
+Batches: groups of `--group-size` scenes share colour, texture, background, size and count
+and differ in shape (in-batch hard negatives). With independent scenes, a short CPU run
+learns colour, count and background but stays at chance on shape; grouping makes shape the
+cue the contrastive loss must use.
+
 Output (open_clip "local-dir" format, loadable with
 `open_clip.create_model("local-dir:checkpoints/toyclip")`):
   open_clip_config.json        {"model_cfg": ..., "preprocess_cfg": ...}
@@ -64,27 +69,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                           "(about 15 min on 2 CPU cores).")
     parser.add_argument("--out", default=str(DEFAULT_DIR), help="output folder (open_clip local-dir format)")
     parser.add_argument("--seed", type=int, default=0, help="seeds the model init and every rendered batch")
-    parser.add_argument("--steps", type=int, default=900, help="optimisation steps")
+    parser.add_argument("--steps", type=int, default=500, help="optimisation steps")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=2e-3, help="peak AdamW learning rate (cosine decay)")
     parser.add_argument("--weight-decay", type=float, default=0.1)
-    parser.add_argument("--warmup", type=int, default=50, help="linear warm-up steps")
+    parser.add_argument("--warmup", type=int, default=40, help="linear warm-up steps")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--prefix-rate", type=float, default=0.3,
                         help="fraction of captions given a CoOp-style 'x x ... x' prefix")
     parser.add_argument("--rare-rate", type=float, default=0.03,
                         help="fraction of captions naming the shape by its rare synonym (toy-rarewords)")
-    parser.add_argument("--image-size", type=int, default=64)
+    parser.add_argument("--group-size", type=int, default=8,
+                        help="scenes per batch group sharing all attributes but shape (1: independent scenes)")
+    parser.add_argument("--image-size", type=int, default=48)
     parser.add_argument("--patch-size", type=int, default=8)
     parser.add_argument("--vision-width", type=int, default=64)
     parser.add_argument("--vision-layers", type=int, default=4)
     parser.add_argument("--text-width", type=int, default=64)
-    parser.add_argument("--text-layers", type=int, default=3)
+    parser.add_argument("--text-layers", type=int, default=2)
     parser.add_argument("--embed-dim", type=int, default=64)
     parser.add_argument("--context-length", type=int, default=40)
     parser.add_argument("--eval-samples", type=int, default=1000,
                         help="fresh source images for the final zero-shot check (0: skip)")
-    parser.add_argument("--eval-every", type=int, default=100,
+    parser.add_argument("--eval-every", type=int, default=50,
                         help="log zero-shot source accuracy on 300 held-out images every N steps (0: never)")
     parser.add_argument("--eval-tasks", action="store_true",
                         help="also measure zero-shot accuracy on every toy task and record it")
@@ -95,8 +102,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 class CaptionedBatches(torch.utils.data.IterableDataset):
     """Batch `step` is rendered from random.Random((seed, step)): independent of workers."""
 
-    def __init__(self, seed, steps, batch_size, tokenizer, context_length, prefix_rate, rare_rate, image_size):
-        self.seed, self.steps, self.batch_size = seed, steps, batch_size
+    def __init__(self, seed, steps, batch_size, tokenizer, context_length, prefix_rate, rare_rate, image_size,
+                 group_size=1):
+        self.seed, self.steps, self.batch_size, self.group_size = seed, steps, batch_size, group_size
         self.tokenizer, self.context_length = tokenizer, context_length
         self.prefix_rate, self.rare_rate, self.image_size = prefix_rate, rare_rate, image_size
 
@@ -108,9 +116,22 @@ class CaptionedBatches(torch.utils.data.IterableDataset):
         k = max(0, min(k, room))
         return "x " * k + text
 
+    def scenes(self, r: random.Random):
+        """Groups of `group_size` scenes that share colour, texture, background, size and
+        count but show different shapes: in-batch hard negatives, so that the contrastive
+        loss cannot be solved by colour alone and shape is learned early."""
+        out = []
+        while len(out) < self.batch_size:
+            base = sample_scene(r, "source")
+            o = base.objects[0]
+            for shape in r.sample(SHAPES, min(self.group_size, len(SHAPES))):
+                out.append(sample_scene(r, "source", shape=shape, colour=o.colour, texture=o.texture,
+                                        background=base.background, size=o.size, count=base.count))
+        return out[:self.batch_size]
+
     def batch(self, step: int):
         r = random.Random(f"{self.seed}:{step}")
-        scenes = [sample_scene(r, "source") for _ in range(self.batch_size)]
+        scenes = self.scenes(r)
         texts = [self.with_prefix(caption(s, r, rare_rate=self.rare_rate), r) for s in scenes]
         # the world renders at 64 px; resizing to the model's size matches its preprocess
         images = to_tensor([render(s, 64) for s in scenes], self.image_size)
@@ -198,7 +219,7 @@ def run(args) -> int:
         return 0.5 * args.lr * (1 + math.cos(math.pi * t))
 
     data = CaptionedBatches(args.seed, args.steps, args.batch_size, tokenizer, args.context_length,
-                            args.prefix_rate, args.rare_rate, args.image_size)
+                            args.prefix_rate, args.rare_rate, args.image_size, args.group_size)
     loader = torch.utils.data.DataLoader(data, batch_size=None, num_workers=0 if args.tiny else 1,
                                          prefetch_factor=None if args.tiny else 4)
     loss_fn = ClipLoss()
@@ -237,7 +258,7 @@ def run(args) -> int:
     meta = {
         "seed": args.seed, "steps": args.steps, "batch_size": args.batch_size,
         "images_seen": args.steps * args.batch_size, "lr": args.lr, "weight_decay": args.weight_decay,
-        "warmup": args.warmup, "prefix_rate": args.prefix_rate, "rare_rate": args.rare_rate,
+        "warmup": args.warmup, "group_size": args.group_size, "prefix_rate": args.prefix_rate, "rare_rate": args.rare_rate,
         "context_length": args.context_length, "threads": args.threads,
         "train_seconds": round(train_seconds, 1),
         "final_loss_mean_last_50": round(float(np.mean(losses[-50:])), 4),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import random
+from functools import lru_cache
 from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
@@ -87,8 +88,12 @@ def shape_mask(obj: Obj, side: int) -> np.ndarray:
     return np.asarray(m) > 127
 
 
+@lru_cache(maxsize=8)
 def _grid(side: int) -> Tuple[np.ndarray, np.ndarray]:
+    """Pixel row and column coordinates (cached, read-only)."""
     yy, xx = np.mgrid[0:side, 0:side].astype(np.float32)
+    yy.flags.writeable = False
+    xx.flags.writeable = False
     return yy, xx
 
 
