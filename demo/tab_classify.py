@@ -17,6 +17,22 @@ def _parse_classes(text: str):
     return list(dict.fromkeys(names))
 
 
+def _zero_shot(bb, names, tmpl):
+    """Zero-shot CLIP for these classes; its text features are computed once per backbone
+    (the cache lives on the backbone object, so it goes away with it)."""
+    from collections import OrderedDict
+
+    from pini_core.baselines.zeroshot import ZeroShotCLIP
+
+    cache = bb.__dict__.setdefault("_app_zero_shot_cache", OrderedDict())
+    key = (names, tmpl)
+    if key not in cache:
+        cache[key] = ZeroShotCLIP(bb, list(names), tmpl)
+        while len(cache) > 16:
+            cache.popitem(last=False)
+    return cache[key]
+
+
 def build(ctx: BuildContext) -> None:
     note = engine.notice("model")
     gr.Markdown("Class probabilities of zero-shot CLIP (hand-written prompt) and of the session's PiNI "
@@ -30,7 +46,7 @@ def build(ctx: BuildContext) -> None:
                                    "generator's classes)", scale=3)
         template = gr.Textbox(value="a photo of a {}.", label="Zero-shot prompt template", scale=2)
     with gr.Row():
-        draws = gr.Slider(2, 64, value=16, step=1, label="K noise draws (average mode and the spread)")
+        draws = gr.Slider(2, 64, value=8, step=1, label="K noise draws (average mode and the spread)")
         seed = gr.Number(value=0, precision=0, label="Seed")
         run = gr.Button("Classify", variant="primary")
     with gr.Row():
@@ -49,7 +65,6 @@ def build(ctx: BuildContext) -> None:
         import torch
 
         from demo import plots
-        from pini_core.baselines.zeroshot import ZeroShotCLIP
         from pini_core.features import test_transform
 
         img, where = picked_image(state, example, up)
@@ -66,7 +81,7 @@ def build(ctx: BuildContext) -> None:
         k, seed_v = int(k), int(seed_v or 0)
         px = test_transform(bb)(img).unsqueeze(0)
         with torch.no_grad():
-            zs_probs = torch.softmax(ZeroShotCLIP(bb, names, tmpl).predict({"pixels": px}), -1)[0].cpu()
+            zs_probs = torch.softmax(_zero_shot(bb, tuple(names), tmpl).predict({"pixels": px}), -1)[0].cpu()
         out_zs = {n: float(p) for n, p in zip(names, zs_probs)}
         result = {"image": where, "zero_shot": out_zs}
         if method is None:
@@ -74,11 +89,14 @@ def build(ctx: BuildContext) -> None:
             return [out_zs, None, None, None, None, result, msg]
         with torch.no_grad():
             inputs = {"pixels": px}
-            gen = torch.Generator(device=bb.device).manual_seed(seed_v)
             mean = method.predict_proba(inputs, mode="mean")[0].cpu()
-            single = method.predict_proba(inputs, mode="single", generator=gen)[0].cpu()
-            avg = method.predict_proba(inputs, mode="average", draws=k, generator=gen)[0].cpu()
+            single = method.predict_proba(inputs, mode="single",
+                                          generator=torch.Generator(device=bb.device).manual_seed(seed_v))[0].cpu()
+            # K seeded draws in one pass: their softmaxes give the spread, and their mean is
+            # exactly PiNIModel.predict(mode="average") (the mean softmax over K draws).
+            gen = torch.Generator(device=bb.device).manual_seed(seed_v)
             per_draw = torch.softmax(method.run(inputs, draws=k, mode="sample", generator=gen).logits[:, 0], -1)
+            avg = per_draw.mean(0).cpu()
         cn = list(method.classnames)
         lab = lambda p: {n: float(v) for n, v in zip(cn, p)}  # noqa: E731
         per_draw = per_draw.cpu().numpy()

@@ -46,13 +46,14 @@ def build(ctx: BuildContext) -> None:
 
 def _meter(ctx: BuildContext) -> None:
     draws = gr.Slider(1, 32, value=8, step=1, label="Noise draws per image")
+    n_images = gr.Slider(10, 200, value=100, step=10, label="Held-out images to measure on")
     run = gr.Button("Measure π-noise", variant="primary")
     bars = gr.BarPlot(x="noise", y="I (nats)", title="I(T, ε) = H(T) − H(T|ε)", height=260)
     table = gr.Dataframe(label="Entropies (nats)", interactive=False)
     status = gr.Markdown()
 
     @friendly
-    def measure(k, state: SessionState, progress=gr.Progress()):
+    def measure(k, n, state: SessionState, progress=gr.Progress()):
         import pandas as pd
 
         meter = engine.get("meter")
@@ -65,6 +66,7 @@ def _meter(ctx: BuildContext) -> None:
             raise gr.Error("The meter needs held-out images of the generator's task: train a generator in "
                            "the Train tab (a loaded checkpoint carries no images).", print_exception=False)
         progress(0.2, desc="Measuring H(T) and H(T|ε) ...")
+        data = _balanced(data, int(n))
         res = meter(method, data, draws=int(k))
         rows = [{"noise": name, "H(T)": res["H_T"], "H(T|ε)": res[name]["H_T_given_eps"],
                  "I (nats)": res[name]["I"], "accuracy (%)": res[name]["accuracy"]}
@@ -72,7 +74,21 @@ def _meter(ctx: BuildContext) -> None:
         df = pd.DataFrame(rows)
         return df[["noise", "I (nats)"]], df.round(4), f"Measured on {len(data)} held-out images."
 
-    run.click(measure, [draws, ctx.session], [bars, table, status], api_name="pi_noise_meter")
+    run.click(measure, [draws, n_images, ctx.session], [bars, table, status], api_name="pi_noise_meter")
+
+
+def _balanced(data, n: int):
+    """Up to n items, taken round-robin over the classes so every class is represented."""
+    by_class = {}
+    for item in data:
+        by_class.setdefault(int(item[1]), []).append(item)
+    out, i = [], 0
+    while len(out) < min(n, len(data)):
+        for items in by_class.values():
+            if i < len(items) and len(out) < n:
+                out.append(items[i])
+        i += 1
+    return out
 
 
 def _bench() -> None:

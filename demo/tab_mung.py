@@ -2,6 +2,7 @@
 noise (same ε), and the multimodal LLM's answer with and without noise."""
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 
@@ -11,7 +12,8 @@ from demo import engine
 from demo.context import BuildContext
 from demo.util import friendly, image_picker, picked_image
 
-MUNG_DIR = Path(__file__).resolve().parent.parent / "checkpoints" / "mung"
+# $PINI_MUNG_DIR points the tab at another folder with the same layout (host/ + generator.*).
+MUNG_DIR = Path(os.environ.get("PINI_MUNG_DIR") or Path(__file__).resolve().parent.parent / "checkpoints" / "mung")
 HOST_DIR = MUNG_DIR / "host"  # the toy multimodal LLM (a tiny LLaVA) shipped with the project
 GENERATOR = MUNG_DIR / "generator"  # its trained MuNG generator (.safetensors + .json)
 _LOCK = threading.Lock()  # the injector keeps per-call state: one explanation at a time

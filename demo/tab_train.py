@@ -24,7 +24,7 @@ VISUAL = {"none": ("none", "ca"), "visual feature · cross-attention (paper defa
           "raw image · MLP": ("image", "mlp")}
 TEXT = {"none": ("none", "le"), "prompt embeddings · learnable (paper default)": ("prompt", "le"),
         "text feature · MLP": ("feature", "mlp"), "text feature · learnable": ("feature", "le")}
-MAX_TEST_IMAGES = 400  # final evaluation subset (keeps a class session short)
+MAX_TEST_IMAGES = 200  # final evaluation / meter subset (keeps a class session short)
 
 
 def toy_tasks():

@@ -182,7 +182,8 @@ def test_prompt_distribution_lists_real_tokens(trained):
 
 def test_pi_noise_meter(trained):
     c, _ = trained
-    bars, table, status = c.predict(4, api_name="/pi_noise_meter")
+    bars, table, status = c.predict(2, 30, api_name="/pi_noise_meter")
+    assert "30 held-out images" in status
     rows = {r[0]: r for r in table["data"]}
     assert set(rows) == {"learned", "random", "none"}
     h_t = rows["none"][1]
@@ -285,3 +286,26 @@ def test_bad_form_values_get_a_clear_message(url):
         train(c, UPLOAD, epochs=1)
     with pytest.raises(AppError, match="at least one place"):
         train(c, "toy-shapes", epochs=1, visual="none", text=T_NONE)
+
+
+def test_mung_tab_explains_or_says_plainly_that_it_cannot(url):
+    from demo.tab_mung import _examples, _shipped_mung
+
+    c = new_client(url)
+    api = c.view_api(return_format="dict", print_info=False)["named_endpoints"]
+    if not _shipped_mung():  # no trained MuNG generator in this installation: no endpoint, no fake output
+        assert "/mung" not in api
+        return
+    name, _, question = _examples()[0]
+    attn, before, after, strip, ans_before, ans_after, info = c.predict(name, None, question, 0, api_name="/mung")
+    imgs = [np.asarray(Image.open(p)) for p in (attn, before, after, strip)]
+    assert all(i.ndim == 3 and i.shape[0] > 100 for i in imgs)
+    assert not np.array_equal(imgs[1], imgs[2])  # the noise changes the relevance map
+    assert info["relevance_change_abs_mean"] > 0
+    words = [w.strip("?") for w in question.split() if w.strip("?")]
+    assert all(w in info["generator key words"] for w in words)  # the generator attends to the question's words
+    assert isinstance(ans_before, str) and isinstance(ans_after, str)
+    same = c.predict(name, None, question, 0, api_name="/mung")[6]
+    assert same["relevance_after_sum"] == pytest.approx(info["relevance_after_sum"], rel=1e-5)  # same ε, same map
+    with pytest.raises(AppError, match="Type a question"):
+        c.predict(name, None, "   ", 0, api_name="/mung")
