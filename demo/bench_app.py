@@ -104,7 +104,7 @@ def main(argv=None) -> int:
                 lambda: c.predict(ex[0], None, "", "a photo of a {}.", 16, 0, api_name="/classify"), args.repeats)
         tabs["prompt_distribution_N100_k5"], _ = _timed(
             lambda: c.predict(100, 5, 0, api_name="/prompt_distribution"), args.repeats)
-        tabs["pi_noise_meter"], _ = _timed(lambda: c.predict(8, api_name="/pi_noise_meter"), args.repeats)
+        tabs["pi_noise_meter"], _ = _timed(lambda: c.predict(8, 100, api_name="/pi_noise_meter"), args.repeats)
         api = c.view_api(return_format="dict", print_info=False)["named_endpoints"]
         if "/mung" in api:
             from demo.tab_mung import _examples

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gradio as gr
 
+from pini_core.spaces import gpu
+
 from demo import engine
 from demo.context import BuildContext
 from demo.session import SessionState
@@ -53,6 +55,7 @@ def _meter(ctx: BuildContext) -> None:
     status = gr.Markdown()
 
     @friendly
+    @gpu
     def measure(k, n, state: SessionState, progress=gr.Progress()):
         import pandas as pd
 

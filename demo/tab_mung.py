@@ -8,6 +8,8 @@ from pathlib import Path
 
 import gradio as gr
 
+from pini_core.spaces import gpu
+
 from demo import engine
 from demo.context import BuildContext
 from demo.util import friendly, image_picker, picked_image
@@ -79,6 +81,7 @@ def _build_live(ctx: BuildContext) -> None:
         return gr.update()
 
     @friendly
+    @gpu
     def explain_one(name, up, q, seed_v):
         import numpy as np
 

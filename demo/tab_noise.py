@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gradio as gr
 
+from pini_core.spaces import gpu
+
 from demo import engine
 from demo.context import BuildContext
 from demo.session import SessionState
@@ -33,6 +35,7 @@ def build(ctx: BuildContext) -> None:
     status = gr.Markdown()
 
     @friendly
+    @gpu
     def show(example_name, up, seed_v, state: SessionState, progress=gr.Progress()):
         from demo.noise_view import render
 

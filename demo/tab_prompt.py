@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import gradio as gr
 
+from pini_core.spaces import gpu
+
 from demo import engine
 from demo.context import BuildContext
 from demo.session import SessionState
@@ -28,6 +30,7 @@ def build(ctx: BuildContext) -> None:
     status = gr.Markdown()
 
     @friendly
+    @gpu
     def decode(n_draws, k_words, seed_v, state: SessionState, progress=gr.Progress()):
         import pandas as pd
 

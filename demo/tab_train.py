@@ -13,6 +13,8 @@ import time
 
 import gradio as gr
 
+from pini_core.spaces import gpu
+
 from demo import backbones, engine
 from demo.context import BuildContext
 from demo.session import SessionState, new_scratch_dir
@@ -82,6 +84,7 @@ def build(ctx: BuildContext) -> None:
     ckpt = gr.File(label="Checkpoint: pini_generators.safetensors + pini_config.json (load both in the model panel later)", file_count="multiple", interactive=False)
 
     @friendly
+    @gpu(duration=300)
     def train(task_name, zip_path, k, n_epochs, lr_v, seed_v, vis, txt, state: SessionState,
               progress=gr.Progress()):
         from pini_core.data.fewshot import fewshot_splits
