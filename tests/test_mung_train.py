@@ -74,7 +74,10 @@ def test_ctrl_c_keeps_what_was_trained(items, monkeypatch):
 def test_host_pretraining_updates_everything(items):
     bundle = _tiny_bundle()
     before = {k: v.clone() for k, v in bundle.model.named_parameters()}
-    res = train_host(bundle, items, steps=6, batch_size=16, lr=3e-3)
+    n_params = len(bundle.model.state_dict())
+    res = train_host(bundle, items, steps=6, batch_size=16, lr=3e-3, vision_steps=2, aux_weight=0.5)
+    assert res.vision_steps == 2 and len(res.vision_losses) == 2
+    assert len(bundle.model.state_dict()) == n_params        # the auxiliary heads are not part of the host
     changed = [k for k, v in bundle.model.named_parameters() if not torch.equal(before[k], v)]
     unused = {k for k in before if "post_layernorm" in k}     # CLIP's pooled-output norm is not used by LLaVA
     assert res.steps == 6 and set(changed) == set(before) - unused and len(unused) == 2

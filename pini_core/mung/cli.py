@@ -94,6 +94,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     t.add_argument("--steps", type=int, default=None, help="optimisation steps (default 1800 host / 600 generator)")
     t.add_argument("--batch-size", type=int, default=32)
     t.add_argument("--lr", type=float, default=None, help="learning rate (default 1e-3 host / 5e-4 generator)")
+    t.add_argument("--vision-steps", type=int, default=0,
+                   help="stage host: first train the vision tower alone for this many steps with auxiliary "
+                        "shape/colour/count classifiers (training scaffolding, not shipped)")
+    t.add_argument("--vision-lr", type=float, default=3e-3, help="stage host: learning rate of --vision-steps")
+    t.add_argument("--aux-weight", type=float, default=0.0,
+                   help="stage host: keep the auxiliary scene loss with this weight during end-to-end training")
     t.add_argument("--heads", type=int, default=8, help="generator attention heads")
     t.add_argument("--sigma", choices=["abs", "exp"], default="abs", help="sigma = |Linear(o)| or exp(Linear(o))")
     t.add_argument("--attn-scale", choices=["head", "model", "none"], default="head",
@@ -140,12 +146,15 @@ def _run_train(args) -> int:
         bundle = new_toy_mllm(seed=args.seed)
         try:
             res = train_host(bundle, items, steps=steps, batch_size=args.batch_size, lr=lr, seed=args.seed,
-                             accelerator=acc)
+                             accelerator=acc, vision_steps=args.vision_steps, vision_lr=args.vision_lr,
+                             aux_weight=args.aux_weight)
         except NonFiniteLoss as err:
             print(f"error: {err}", file=sys.stderr)
             return 1
         test = load_items(data, args.eval_items, TEST_SEED) if data.startswith("toy-") else []
-        metrics = {"train_seconds": round(res.seconds, 1), "steps": res.steps, "final_loss": res.losses[-1]}
+        metrics = {"train_seconds": round(res.seconds, 1), "steps": res.steps,
+                   "vision_steps": getattr(res, "vision_steps", 0),
+                   "final_loss": res.losses[-1] if res.losses else None}
         if test:
             metrics[f"accuracy_{data}"] = accuracy(bundle, test)
             if data == "toy-source":

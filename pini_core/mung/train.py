@@ -13,7 +13,9 @@ import time
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from accelerate import Accelerator
+from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import get_cosine_schedule_with_warmup
@@ -39,9 +41,13 @@ def make_accelerator(cpu: bool = False) -> Accelerator:
     return Accelerator(mixed_precision="bf16" if use_gpu else "no", cpu=not use_gpu)
 
 
-def _loader(bundle, items, batch_size, seed):
+def _loader(bundle, items, batch_size, seed, with_aux=False):
     g = torch.Generator().manual_seed(seed)
-    collate = lambda b: bundle.encode([x.image for x in b], [x.question for x in b], [x.answer for x in b])
+
+    def collate(b):
+        batch = bundle.encode([x.image for x in b], [x.question for x in b], [x.answer for x in b])
+        return (batch, torch.tensor([x.scene_labels for x in b])) if with_aux else batch
+
     return DataLoader(items, batch_size=batch_size, shuffle=True, drop_last=len(items) > batch_size,
                       collate_fn=collate, generator=g)
 
@@ -80,22 +86,106 @@ def _loop(accelerator, params_module, optimizer, scheduler, loader, steps, forwa
     return TrainResult(step, time.time() - t0, losses, interrupted)
 
 
-def train_host(bundle, items, *, steps=1500, batch_size=32, lr=1e-3, seed=0, accelerator=None) -> TrainResult:
-    """Train ALL of the toy MLLM from scratch on (image, question, answer) items."""
+class VisionAuxHeads(nn.Module):
+    """Training-only scaffolding: shape / colour / count classifiers on the mean-pooled patch
+    features the projector receives. They give the from-scratch vision tower a direct signal
+    (answer-only next-token loss alone is too weak a signal for a tiny ViT in minutes on CPU);
+    they are discarded after training and never shipped."""
+
+    def __init__(self, width: int, n_shapes: int, n_colours: int, n_counts: int):
+        super().__init__()
+        self.sizes = (n_shapes, n_colours, n_counts)
+        self.head = nn.Linear(width, sum(self.sizes))
+
+    def loss(self, feats: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        logits = self.head(feats.mean(1)).split(self.sizes, -1)
+        return sum(F.cross_entropy(lg.float(), labels[:, i]) for i, lg in enumerate(logits))
+
+
+def _aux_loader(bundle, items, batch_size, seed):
+    g = torch.Generator().manual_seed(seed)
+    from .toy_mllm import image_to_tensor
+    size = bundle.model.config.vision_config.image_size
+    collate = lambda b: (torch.stack([image_to_tensor(x.image, size) for x in b]),  # noqa: E731
+                         torch.tensor([x.scene_labels for x in b]))
+    return DataLoader(items, batch_size=batch_size, shuffle=True, drop_last=len(items) > batch_size,
+                      collate_fn=collate, generator=g)
+
+
+def train_host(bundle, items, *, steps=1500, batch_size=32, lr=1e-3, seed=0, accelerator=None,
+               vision_steps=0, vision_lr=3e-3, aux_weight=0.0) -> TrainResult:
+    """Train ALL of the toy MLLM from scratch on (image, question, answer) items.
+
+    vision_steps > 0: first train the vision tower alone with the auxiliary scene classifiers
+    (cheap steps), like a vision pretraining stage; aux_weight > 0 keeps that loss during the
+    end-to-end stage. Both need items with scene_labels (the toy world's)."""
+    from pini_core.world.scene import COLOURS, MAX_COUNT, SHAPES
     acc = accelerator or make_accelerator()
     model = bundle.model
     model.train().requires_grad_(True)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+    res_v = None
+    aux = None
+    if vision_steps > 0 or aux_weight > 0:
+        if any(x.scene_labels is None for x in items):
+            raise ValueError("vision_steps / aux_weight need items with scene_labels (toy-world data)")
+        torch.manual_seed(seed)
+        aux = VisionAuxHeads(model.config.vision_config.hidden_size, len(SHAPES), len(COLOURS), MAX_COUNT)
+    base = model.model if hasattr(model, "model") else model
+    layer = model.config.vision_feature_layer
+
+    def vision_feats(pix):
+        hs = base.vision_tower(pix, output_hidden_states=True).hidden_states[layer]
+        return hs[:, 1:] if model.config.vision_feature_select_strategy == "default" else hs
+
+    if vision_steps > 0:
+        tower, heads = base.vision_tower, aux
+        vopt = torch.optim.AdamW(list(tower.parameters()) + list(heads.parameters()), lr=vision_lr,
+                                 weight_decay=0.05)
+        vsched = get_cosine_schedule_with_warmup(vopt, max(1, vision_steps // 10), vision_steps)
+        vloader = _aux_loader(bundle, items, batch_size, seed)
+        wrapped = nn.ModuleDict({"tower": tower, "heads": heads})
+        wrapped, vopt, vloader, vsched = acc.prepare(wrapped, vopt, vloader, vsched)
+
+        def vforward(batch):
+            pix, lab = batch
+            with acc.autocast():
+                return acc.unwrap_model(wrapped)["heads"].loss(vision_feats(pix), lab)
+
+        res_v = _loop(acc, wrapped, vopt, vsched, vloader, vision_steps, vforward, "vision tower")
+        if res_v.interrupted:
+            bundle.model = model.eval()
+            return res_v
+    params = list(model.parameters()) + (list(aux.parameters()) if aux is not None and aux_weight > 0 else [])
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
     sched = get_cosine_schedule_with_warmup(opt, max(1, steps // 20), steps)
-    loader = _loader(bundle, items, batch_size, seed)
-    model, opt, loader, sched = acc.prepare(model, opt, loader, sched)
+    loader = _loader(bundle, items, batch_size, seed, with_aux=aux_weight > 0)
+    holder = nn.ModuleDict({"model": model, **({"aux": aux} if aux is not None and aux_weight > 0 else {})})
+    holder, opt, loader, sched = acc.prepare(holder, opt, loader, sched)
+    inner = acc.unwrap_model(holder)
+    captured = {}
+    hook = None
+    if aux_weight > 0:
+        proj = base.multi_modal_projector
+        hook = proj.register_forward_pre_hook(lambda m, a: captured.__setitem__("f", a[0]))
 
     def forward(batch):
+        if aux_weight > 0:
+            batch, lab = batch
         with acc.autocast():
-            return model(**batch).loss
+            loss = inner["model"](**batch).loss
+            if aux_weight > 0:
+                loss = loss + aux_weight * inner["aux"].loss(captured.pop("f"), lab)
+        return loss
 
-    res = _loop(acc, model, opt, sched, loader, steps, forward, "toy MLLM")
-    bundle.model = acc.unwrap_model(model).eval()
+    try:
+        res = _loop(acc, holder, opt, sched, loader, steps, forward, "toy MLLM")
+    finally:
+        if hook is not None:
+            hook.remove()
+    bundle.model = inner["model"].eval()
+    if res_v is not None:
+        res = TrainResult(res.steps, res.seconds + res_v.seconds, res.losses, res.interrupted)
+        res.vision_steps, res.vision_losses = res_v.steps, res_v.losses
     return res
 
 

@@ -47,6 +47,7 @@ class VQAItem:
     question: str
     answer: str
     kind: str
+    scene_labels: tuple | None = None    # (shape index, colour index, count - 1) of the subject, if known
 
 
 def _question(r: random.Random, scene, qset: str, kind: str) -> tuple[str, str]:
@@ -82,7 +83,8 @@ def make_vqa(n: int, qset: str = "source", seed: int = 0, size: int = 64) -> lis
         scene = sample_scene(r, domain=domain)
         kind = kinds[i % len(kinds)]
         q, a = _question(r, scene, qset, kind)
-        items.append(VQAItem(render(scene, size=size), q, a, kind))
+        labels = (SHAPES.index(scene.shape), COLOURS.index(scene.colour), scene.count - 1)
+        items.append(VQAItem(render(scene, size=size), q, a, kind, labels))
     return items
 
 
