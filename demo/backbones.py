@@ -118,5 +118,6 @@ def describe(bb, spec: str) -> str:
 def failure_message(spec: str, err: BaseException) -> str:
     what = label_for(spec)
     return (f"**Could not load {what}.** {err}\n\n"
-            "The rest of the app keeps working with the model that was loaded before "
+            "In this box you can also type `NAME:/path/to/weights.safetensors` or `local-dir:/path/to/open_clip_dir` "
+            "for weights you have on disk. The rest of the app keeps working with the model that was loaded before "
             f"(or pick *{label_for(EMBEDDED)}*, which needs no download).")

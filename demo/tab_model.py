@@ -56,7 +56,12 @@ def build(session: gr.State, default_spec: str, example_dropdowns: List[gr.Dropd
         state.backbone_spec = spec
         choices = example_choices(spec)
         dd = [gr.update(choices=choices, value=choices[0] if choices else None) for _ in example_dropdowns]
-        return [backbones.describe(bb, spec), state, generator_status(state), *dd]
+        msg = backbones.describe(bb, spec)
+        if not backbones.is_embedded(spec):
+            from demo.examples import LICENCE_NOTE
+
+            msg += "\n\n" + LICENCE_NOTE
+        return [msg, state, generator_status(state), *dd]
 
     @friendly
     def use_checkpoint(files, state: SessionState, progress=gr.Progress()):

@@ -103,6 +103,23 @@ def test_load_model_reports_success_and_failure_keeps_the_app_working(url):
     assert len(zs["confidences"]) == 3
 
 
+def test_a_real_backbone_session_gets_licensed_photographs(url):
+    from pini_core.backbone import embedded_dir
+
+    c = new_client(url)
+    out = c.predict(f"local-dir:{embedded_dir()}", api_name="/load_model")  # same weights, as a real backbone
+    status, dropdowns = out[0], out[2:]
+    assert status.startswith("**Loaded:**") and "public domain" in status and "CC0" in status
+    names = [ch[0] for ch in dropdowns[0]["choices"]]
+    assert names == ["astronaut (Eileen Collins)", "cat (Chelsea)", "coffee cup", "rocket launch (Falcon 9)"]
+    zs = c.predict(names[1], None, "astronaut, cat, coffee, rocket", "a photo of a {}.", 4, 0,
+                   api_name="/classify")[0]
+    assert sum(d["confidence"] for d in zs["confidences"]) == pytest.approx(1.0, abs=1e-4)
+    other = new_client(url)  # another session still opens on the embedded model's examples
+    with pytest.raises(AppError, match="not in the list of choices"):
+        other.predict(names[1], None, "a, b", "a photo of a {}.", 4, 0, api_name="/classify")
+
+
 def test_zero_shot_probabilities_sum_to_one_and_follow_the_image(url):
     c = new_client(url)
     names = examples(url)
