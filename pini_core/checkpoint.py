@@ -45,52 +45,54 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_save_safetensors(tensors: Dict[str, torch.Tensor], path: Path, metadata: Dict[str, str]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp, metadata=metadata)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def _jsonable(o: Any) -> Any:
+    """numpy / torch scalars and arrays in metrics -> plain JSON values."""
+    if hasattr(o, "tolist"):
+        return o.tolist()
+    if hasattr(o, "item"):
+        return o.item()
+    raise TypeError(f"{type(o).__name__} is not JSON-serialisable")
 
 
 def save_pini(model: PiNIModel, path: str | os.PathLike, metrics: Optional[Dict[str, Any]] = None,
               extra: Optional[Dict[str, Any]] = None) -> Path:
-    """Save the generators of `model` to the folder `path` (created if needed)."""
+    """Save the generators of `model` to the folder `path` (created if needed).
+
+    Both files are fully written to temporary names first, then moved into place, so a
+    failure at any point leaves a previous checkpoint at `path` intact."""
     folder = Path(path)
+    folder.mkdir(parents=True, exist_ok=True)
     weights = folder / WEIGHTS_NAME
-    atomic_save_safetensors(model.state_dict(), weights, {"format": FORMAT})
-    config = {
-        "format": FORMAT,
-        "pini_core_version": __version__,
-        "backbone": model.backbone.identity,
-        "noise": model.noise_cfg.to_dict(),
-        "classnames": model.classnames,
-        "template": model.template,
-        "metrics": metrics or {},
-        "weights_sha256": _sha256(weights),
-        **(extra or {}),
-    }
-    atomic_write_bytes(folder / CONFIG_NAME, json.dumps(config, indent=2).encode())
+    fd, tmp_w = tempfile.mkstemp(dir=folder, prefix=f".{WEIGHTS_NAME}.", suffix=".tmp")
+    os.close(fd)
+    tmp_c = None
+    try:
+        save_file({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}, tmp_w,
+                  metadata={"format": FORMAT})
+        config = {
+            "format": FORMAT,
+            "pini_core_version": __version__,
+            "backbone": model.backbone.identity,
+            "noise": model.noise_cfg.to_dict(),
+            "classnames": model.classnames,
+            "template": model.template,
+            "metrics": metrics or {},
+            "weights_sha256": _sha256(Path(tmp_w)),
+            **(extra or {}),
+        }
+        text = json.dumps(config, indent=2, default=_jsonable)  # fails here, before anything is replaced
+        fd, tmp_c = tempfile.mkstemp(dir=folder, prefix=f".{CONFIG_NAME}.", suffix=".tmp")
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp_w, weights)
+        os.replace(tmp_c, folder / CONFIG_NAME)
+    except BaseException:
+        for t in (tmp_w, tmp_c):
+            if t:
+                Path(t).unlink(missing_ok=True)
+        raise
     return folder
 
 
@@ -111,6 +113,9 @@ def read_config(path: str | os.PathLike) -> Dict[str, Any]:
 
 def _check_backbone(cfg: Dict[str, Any], backbone: Backbone, path: Path) -> None:
     saved, current = cfg["backbone"], backbone.identity
+    # The weights' fingerprint decides: the same weights under another path or name are fine.
+    if saved.get("fingerprint") and saved.get("fingerprint") == current.get("fingerprint"):
+        return
     diffs = [f"{k}: checkpoint has {saved.get(k)!r}, loaded backbone has {current.get(k)!r}"
              for k in ("name", "pretrained", "embed_dim", "fingerprint") if saved.get(k) != current.get(k)]
     if diffs:
@@ -158,7 +163,12 @@ def load_pini(path: str | os.PathLike, backbone: Backbone, classnames=None) -> P
     except (SafetensorError, OSError, ValueError) as e:
         raise CheckpointError(f"{weights} cannot be read ({e}): the file is truncated or damaged. "
                               "Re-save or re-train.") from e
-    model = PiNIModel(backbone, cfg["classnames"], cfg["template"], NoiseConfig.from_dict(cfg["noise"]))
+    try:
+        noise = NoiseConfig.from_dict(cfg["noise"])
+    except ValueError as e:
+        raise CheckpointError(f"{folder / CONFIG_NAME}: its noise config cannot be used by pini_core {__version__} "
+                              f"({e}); it was probably written by a newer version: upgrade pini_core.") from e
+    model = PiNIModel(backbone, cfg["classnames"], cfg["template"], noise)
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise CheckpointError(f"{weights} does not fit the generators of its config (missing {missing[:3]}, "

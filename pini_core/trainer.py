@@ -215,9 +215,18 @@ def fit(method: nn.Module, backbone: Backbone, train_data: Sequence, cfg: TrainC
             if val_data and cfg.eval_every and ((epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs):
                 row["val_accuracy"] = evaluate(method, backbone, val_data, mode=cfg.eval_mode,
                                                features=val_feats)["accuracy"]
+            state = {k: v.detach().clone() for k, v in method.state_dict().items()}
+            if not all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point()):
+                method.load_state_dict(good_state)
+                result.stopped = True
+                result.reason = (f"weights became non-finite (NaN/inf) in epoch {epoch + 1}, so the loss would be too: "
+                                 "training stopped and "
+                                 f"the weights of the last good epoch ({epoch}) were kept. Try a lower learning "
+                                 "rate (--lr) or fp32 precision.")
+                break
+            good_state = state
             result.history.append(row)
             _append_jsonl(log, row)
-            good_state = {k: v.detach().clone() for k, v in method.state_dict().items()}
             if on_epoch is not None:
                 on_epoch(dict(row, epochs=cfg.epochs))
             if stop_event is not None and stop_event.is_set():

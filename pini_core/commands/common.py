@@ -61,3 +61,25 @@ def checkpoint_backbone(args, ckpt: str):
     if args.model:
         return backbone_from_args(args)
     return backbone_from_args(args, cfg["backbone"]["name"], cfg["backbone"].get("pretrained"))
+
+
+def checkpoint_data_seed(args, ckpt: str) -> int:
+    """The seed a checkpoint's dataset was split/rendered with (so eval never sees its
+    training images), unless --seed overrides it."""
+    from ..checkpoint import read_config
+
+    if getattr(args, "seed", None) is not None:
+        return args.seed
+    return int(read_config(ckpt).get("data", {}).get("seed", 1))
+
+
+def pick_split(splits, name: str):
+    """A split by name (train/val/test or a domain-generalisation target); None (after
+    printing why) when there is no such split."""
+    if name in ("train", "val", "test"):
+        return getattr(splits, name)
+    if name in splits.targets:
+        return splits.targets[name]
+    print(f"error: no split {name!r}; choose train, val, test or a target: {sorted(splits.targets) or '(none)'}",
+          file=sys.stderr)
+    return None

@@ -8,7 +8,8 @@ import argparse
 import json
 import sys
 
-from .common import add_backbone_args, add_data_args, checkpoint_backbone, dataset_from_args
+from .common import (add_backbone_args, add_data_args, checkpoint_backbone, checkpoint_data_seed,
+                     dataset_from_args, pick_split)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -19,7 +20,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mode", default="mean", choices=["mean", "single", "average"],
                    help="mean: eps = 0; single: one noise draw (authors' code); average: mean softmax of K draws")
     p.add_argument("--draws", type=int, default=8, help="K for --mode average")
-    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--seed", type=int, default=None,
+                   help="dataset split/render seed (default: the one the checkpoint was trained with)")
 
 
 def run(args) -> int:
@@ -28,15 +30,15 @@ def run(args) -> int:
 
     try:
         bb = checkpoint_backbone(args, args.checkpoint)
-        splits = dataset_from_args(args, seed=args.seed)
+        seed = checkpoint_data_seed(args, args.checkpoint)
+        splits = dataset_from_args(args, seed=seed)
         model = load_pini(args.checkpoint, bb, splits.classnames)
     except CheckpointError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    data = getattr(splits, args.split, None) if args.split in ("train", "val", "test") else splits.targets.get(args.split)
+    data = pick_split(splits, args.split)
     if data is None:
-        print(f"error: no split {args.split!r}; targets: {sorted(splits.targets)}", file=sys.stderr)
         return 2
-    res = evaluate(model, bb, data, mode=args.mode, draws=args.draws, seed=args.seed)
+    res = evaluate(model, bb, data, mode=args.mode, draws=args.draws, seed=seed)
     print(json.dumps(dict(res, dataset=splits.name, split=args.split), indent=2))
     return 0

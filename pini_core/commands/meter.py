@@ -8,7 +8,8 @@ import argparse
 import json
 import sys
 
-from .common import add_backbone_args, add_data_args, checkpoint_backbone, dataset_from_args
+from .common import (add_backbone_args, add_data_args, checkpoint_backbone, checkpoint_data_seed,
+                     dataset_from_args, pick_split)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -17,7 +18,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_data_args(p)
     p.add_argument("--split", default="test")
     p.add_argument("--draws", type=int, default=8, help="noise draws per image for the Monte Carlo estimate")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=None,
+                   help="dataset split/render seed (default: the one the checkpoint was trained with)")
+    p.add_argument("--noise-seed", type=int, default=0, help="seed of the noise draws")
     p.add_argument("--plot", default=None, help="write a bar chart (PNG) here")
 
 
@@ -28,13 +31,15 @@ def run(args) -> int:
 
     try:
         bb = checkpoint_backbone(args, args.checkpoint)
-        splits = dataset_from_args(args)
+        splits = dataset_from_args(args, seed=checkpoint_data_seed(args, args.checkpoint))
         model = load_pini(args.checkpoint, bb, splits.classnames)
     except CheckpointError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    data = getattr(splits, args.split) if args.split in ("train", "val", "test") else splits.targets[args.split]
-    res = pi_noise_meter(model, data, draws=args.draws, seed=args.seed)
+    data = pick_split(splits, args.split)
+    if data is None:
+        return 2
+    res = pi_noise_meter(model, data, draws=args.draws, seed=args.noise_seed)
     print(f"H(T) = {res['H_T']:.4f} nats (zero-shot CLIP, Eq. 3)")
     print(f"{'noise':8s} {'H(T|eps)':>10s} {'I(T,eps)':>10s} {'acc %':>7s}")
     for name in ("learned", "random", "none"):

@@ -51,6 +51,15 @@ def run(args) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     cfg = open_clip.get_model_config(args.arch)
+    if cfg is None:
+        import difflib
+        import sys
+
+        close = difflib.get_close_matches(args.arch, open_clip.list_models(), n=5, cutoff=0.5)
+        print(f"error: unknown open_clip architecture {args.arch!r}"
+              + (f"; did you mean {', '.join(close)}?" if close else "; see `python -m pini_core models`"),
+              file=sys.stderr)
+        return 2
     bb = load_backbone(f"{args.arch}-random-init", model_cfg=cfg, device=args.device)
     classes = [f"class {i}" for i in range(args.classes)]
     g = torch.Generator().manual_seed(0)

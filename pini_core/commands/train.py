@@ -97,8 +97,10 @@ def run(args) -> int:
     for name, data in splits.targets.items():
         metrics[f"target_accuracy/{name}"] = evaluate(model, bb, data, mode=args.eval_mode)["accuracy"]
     ckpt = Path(args.checkpoint_out) if args.checkpoint_out else out / "checkpoint"
-    save_pini(model, ckpt, metrics, extra={"train_config": cfg.to_dict(), "command": "python -m pini_core " +
-                                           " ".join(sys.argv[1:]) if sys.argv[0].endswith("__main__.py") else ""})
+    command = "python -m pini_core " + " ".join(sys.argv[1:]) if sys.argv[0].endswith("__main__.py") else ""
+    save_pini(model, ckpt, metrics, extra={"train_config": cfg.to_dict(), "command": command,
+                                           "data": {"dataset": splits.name, "root": args.root, "seed": args.seed,
+                                                    "shots": args.shots}})
     (out / "result.json").write_text(json.dumps(metrics, indent=2))
     print(json.dumps(metrics, indent=2))
     print(f"checkpoint: {ckpt}")
