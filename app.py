@@ -33,7 +33,13 @@ def main(argv=None) -> None:
     from demo.build import build_app, launch_kwargs
 
     app = build_app(args.model)
-    app.launch(**launch_kwargs(args.host, args.port))
+    app.launch(**launch_kwargs(args.host, args.port), prevent_thread_lock=True)
+    # The page is served; now load the default model in the background so the first visitor
+    # does not wait for it (a failure is reported in the page's model panel).
+    from demo.backbones import warm_up
+
+    warm_up(args.model)
+    app.block_thread()
 
 
 if __name__ == "__main__":

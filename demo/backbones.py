@@ -121,3 +121,17 @@ def failure_message(spec: str, err: BaseException) -> str:
             "In this box you can also type `NAME:/path/to/weights.safetensors` or `local-dir:/path/to/open_clip_dir` "
             "for weights you have on disk. The rest of the app keeps working with the model that was loaded before "
             f"(or pick *{label_for(EMBEDDED)}*, which needs no download).")
+
+
+def warm_up(cli_value: Optional[str] = None) -> threading.Thread:
+    """Load the default backbone in a background thread (errors are kept for the page)."""
+
+    def work():
+        try:
+            CACHE.load(default_spec(cli_value))
+        except Exception:  # noqa: BLE001 - the model panel shows CACHE.last_error's message
+            pass
+
+    t = threading.Thread(target=work, daemon=True, name="pini-app-warm-up")
+    t.start()
+    return t

@@ -22,8 +22,9 @@ $$ I(T, \varepsilon) = H(T) - H(T \mid \varepsilon) > 0 .$$
 PiNI learns a generator $G_\theta(\varepsilon, x, P) = \mu_\theta(x, P) + \sigma_\theta(x, P)\odot\varepsilon$
 (ε ~ N(0, I), Eq. 12) and trains it by minimising a Monte-Carlo upper bound of
 $H(T \mid \varepsilon)$ (Eq. 13) — which maximises $I(T,\varepsilon)$, since $H(T)$ does not
-depend on the generator. Random noise of the same size usually *raises* the uncertainty
-($I < 0$); learned noise lowers it.
+depend on the generator. The noise is *learned*, so the fair comparison is random noise of the
+same size: if the generator learned something about the task, the learned noise's $I$ is the
+larger one.
 
 **The meter** below measures, on held-out images of the task your generator was trained on:
 $H(T)$ without noise, $H(T \mid \varepsilon)$ with the learned noise, and with random noise
@@ -50,7 +51,8 @@ def _meter(ctx: BuildContext) -> None:
     draws = gr.Slider(1, 32, value=8, step=1, label="Noise draws per image")
     n_images = gr.Slider(10, 200, value=100, step=10, label="Held-out images to measure on")
     run = gr.Button("Measure π-noise", variant="primary")
-    bars = gr.BarPlot(x="noise", y="I (nats)", title="I(T, ε) = H(T) − H(T|ε)", height=260)
+    bars = gr.BarPlot(x="noise", y="I (nats)", title="I(T, ε) = H(T) − H(T|ε)", height=260,
+                      sort=["learned", "random", "none"])
     table = gr.Dataframe(label="Entropies (nats)", interactive=False)
     status = gr.Markdown()
 
