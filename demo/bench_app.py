@@ -69,7 +69,8 @@ def main(argv=None) -> int:
     t_launch = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=REPO, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    results = {"cpu_count": os.cpu_count(), "torch_threads_env": os.environ.get("OMP_NUM_THREADS")}
+    results = {"cpu_count": os.cpu_count(), "torch_threads_env": os.environ.get("OMP_NUM_THREADS"),
+               "load_average_before": [round(x, 2) for x in os.getloadavg()]}
     try:
         results["cold_start_to_page_s"] = round(_wait_for_page(url, proc), 2)
         c = Client(url, verbose=False)
@@ -117,6 +118,7 @@ def main(argv=None) -> int:
         else:
             tabs["mung"] = "not available in this installation"
         results["tabs"] = tabs
+        results["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     finally:
         proc.terminate()
         try:
