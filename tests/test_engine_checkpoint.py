@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 import torch
 
@@ -155,9 +154,9 @@ def test_writes_are_atomic_and_leave_no_temp_files(bb, model, px, tmp_path, monk
         assert torch.equal(load_pini(folder, bb).predict(feats), model.predict(feats))
 
 
-@pytest.mark.xfail(strict=True, reason="bug: save_pini replaces the weights before the config is written; if "
-                                       "writing the config fails (e.g. metrics holding a numpy float), the "
-                                       "previous checkpoint's weights are gone and its config no longer matches")
+# Regression test: was a bug (save_pini replaces the weights before the config is written; if writing the config
+# fails (e.g. metrics JSON cannot hold), the previous checkpoint's weights are gone and its config no longer
+# matches); fixed in the engine.
 def test_failed_config_write_keeps_the_previous_checkpoint(bb, model, px, tmp_path):
     folder = save_pini(model, tmp_path / "ck", metrics={"test_accuracy": 50.0})
     feats = {"features": bb.encode_image(px)}
@@ -165,16 +164,16 @@ def test_failed_config_write_keeps_the_previous_checkpoint(bb, model, px, tmp_pa
         expect = model.predict(feats)
         for p in model.parameters():
             p.mul_(2.0)
-    with pytest.raises(TypeError):  # json cannot write numpy scalars
-        save_pini(model, folder, metrics={"test_accuracy": np.float32(75.0)})
+    with pytest.raises(TypeError):  # a metric JSON cannot hold (a set): the config write fails
+        save_pini(model, folder, metrics={"test_accuracy": 75.0, "classes_seen": {"red", "blue"}})
     assert _files(folder) == [CONFIG_NAME, WEIGHTS_NAME]
     with torch.no_grad():
         assert torch.equal(load_pini(folder, bb).predict(feats), expect)
 
 
-@pytest.mark.xfail(strict=True, reason="bug: _check_backbone compares the backbone's name/pretrained strings, which "
-                                       "for local-dir:/path and weights files are paths: the same weights (same "
-                                       "fingerprint) moved or copied elsewhere are refused")
+# Regression test: was a bug (_check_backbone compares the backbone's name/pretrained strings, which for local-
+# dir:/path and weights files are paths: the same weights (same fingerprint) moved or copied elsewhere are
+# refused); fixed in the engine.
 def test_same_weights_at_another_path_still_load(bb, tmp_path):
     from engine_fixtures import save_local_open_clip_dir
     from pini_core.backbone import load_backbone
@@ -186,9 +185,9 @@ def test_same_weights_at_another_path_still_load(bb, tmp_path):
     load_pini(folder, b)
 
 
-@pytest.mark.xfail(strict=True, reason="bug: load_pini lets NoiseConfigError (a ValueError) escape for a config "
-                                       "with unknown noise keys (a checkpoint from a newer pini_core); the CLI "
-                                       "commands catch only CheckpointError, so users get a traceback")
+# Regression test: was a bug (load_pini lets NoiseConfigError (a ValueError) escape for a config with unknown
+# noise keys (a checkpoint from a newer pini_core); the CLI commands catch only CheckpointError, so users get a
+# traceback); fixed in the engine.
 def test_checkpoint_from_a_newer_noise_config_is_a_checkpoint_error(bb, model, tmp_path):
     """A config key this version does not know should surface as a CheckpointError (what
     the CLI catches), not as a bare NoiseConfigError."""

@@ -24,6 +24,14 @@ def setup(tmp_path_factory):
     return {"model": f"local-dir:{model_dir}", "root": str(root), "base": base}
 
 
+def cli(argv) -> int:
+    """Exit status of `python -m pini_core ARGV`, whether a command returns it or exits with it."""
+    try:
+        return main(argv)
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else 1
+
+
 def _json_block(text: str):
     """The first multi-line JSON object printed (json.dumps(..., indent=2))."""
     lines = text.splitlines()
@@ -38,9 +46,9 @@ def trained(setup):
     out = setup["base"] / "run"
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
-        rc = main(["train", "--model", setup["model"], "--device", "cpu", "--dataset", "imagefolder",
-                   "--root", setup["root"], "--shots", "2", "--epochs", "2", "--n-ctx", "4", "--lr", "0.01",
-                   "--out", str(out)])
+        rc = cli(["train", "--model", setup["model"], "--device", "cpu", "--dataset", "imagefolder",
+                  "--root", setup["root"], "--shots", "2", "--epochs", "2", "--n-ctx", "4", "--lr", "0.01",
+                  "--out", str(out)])
     return {"rc": rc, "stdout": buf.getvalue(), "out": out, "ckpt": str(out / "checkpoint")}
 
 
@@ -67,8 +75,8 @@ def test_train_writes_checkpoint_metrics_and_result(trained, setup):
 
 @pytest.mark.parametrize("mode", ["mean", "average"])
 def test_eval_prints_accuracy_of_the_checkpoint(trained, setup, capsys, mode):
-    rc = main(["eval", "--checkpoint", trained["ckpt"], "--device", "cpu", "--dataset", "imagefolder",
-               "--root", setup["root"], "--mode", mode, "--draws", "3"])
+    rc = cli(["eval", "--checkpoint", trained["ckpt"], "--device", "cpu", "--dataset", "imagefolder",
+              "--root", setup["root"], "--mode", mode, "--draws", "3"])
     assert rc == 0
     res = json.loads(capsys.readouterr().out)
     assert res["mode"] == mode and res["split"] == "test" and res["dataset"] == "images"
@@ -79,7 +87,7 @@ def test_eval_prints_accuracy_of_the_checkpoint(trained, setup, capsys, mode):
 
 
 def test_decode_prints_table8_of_the_template(trained, capsys):
-    rc = main(["decode", "--checkpoint", trained["ckpt"], "--device", "cpu", "-n", "10", "-k", "3"])
+    rc = cli(["decode", "--checkpoint", trained["ckpt"], "--device", "cpu", "-n", "10", "-k", "3"])
     assert rc == 0
     out = capsys.readouterr().out
     assert out.splitlines()[0].startswith("Template: 'a photo of a {}.'  (10 draws, 3 nearest words, l2)")
@@ -93,8 +101,8 @@ def test_decode_prints_table8_of_the_template(trained, capsys):
 
 def test_meter_prints_entropies_and_writes_a_plot(trained, setup, capsys, tmp_path):
     plot = tmp_path / "meter.png"
-    rc = main(["meter", "--checkpoint", trained["ckpt"], "--device", "cpu", "--dataset", "imagefolder",
-               "--root", setup["root"], "--draws", "3", "--plot", str(plot)])
+    rc = cli(["meter", "--checkpoint", trained["ckpt"], "--device", "cpu", "--dataset", "imagefolder",
+              "--root", setup["root"], "--draws", "3", "--plot", str(plot)])
     assert rc == 0
     out = capsys.readouterr().out
     res = json.loads(out.strip().splitlines()[-1])
@@ -108,47 +116,45 @@ def test_meter_prints_entropies_and_writes_a_plot(trained, setup, capsys, tmp_pa
 
 def test_commands_refuse_mismatched_data_and_models(trained, setup, capsys, tmp_path):
     other = write_imagefolder(tmp_path / "two", per_class=5, classes=("red", "blue"))
-    rc = main(["eval", "--checkpoint", trained["ckpt"], "--device", "cpu", "--dataset", "imagefolder",
-               "--root", str(other)])
+    rc = cli(["eval", "--checkpoint", trained["ckpt"], "--device", "cpu", "--dataset", "imagefolder",
+              "--root", str(other)])
     assert rc == 2
     err = capsys.readouterr().err
     assert "trained on other classes" in err and "only in the checkpoint: ['green']" in err
-    rc = main(["eval", "--checkpoint", str(tmp_path / "nope"), "--device", "cpu", "--dataset", "imagefolder",
-               "--root", setup["root"]])
+    rc = cli(["eval", "--checkpoint", str(tmp_path / "nope"), "--device", "cpu", "--dataset", "imagefolder",
+              "--root", setup["root"]])
     assert rc == 2 and "is not a PiNI checkpoint" in capsys.readouterr().err
     # a text-feature checkpoint cannot be decoded (Table 8 needs prompt noise)
     out = tmp_path / "feat"
-    assert main(["train", "--model", setup["model"], "--device", "cpu", "--dataset", "imagefolder", "--root",
-                 setup["root"], "--shots", "1", "--epochs", "1", "--text-location", "feature",
-                 "--out", str(out)]) == 0
+    assert cli(["train", "--model", setup["model"], "--device", "cpu", "--dataset", "imagefolder", "--root",
+                setup["root"], "--shots", "1", "--epochs", "1", "--text-location", "feature",
+                "--out", str(out)]) == 0
     capsys.readouterr()
-    assert main(["decode", "--checkpoint", str(out / "checkpoint"), "--device", "cpu"]) == 2
+    assert cli(["decode", "--checkpoint", str(out / "checkpoint"), "--device", "cpu"]) == 2
     assert "Train with --text-location prompt" in capsys.readouterr().err
     # a generator that does not exist at that location (Table 1)
-    with pytest.raises(SystemExit) as e:
-        main(["train", "--model", setup["model"], "--visual-location", "feature", "--visual-generator", "cnn",
-              "--out", str(tmp_path / "x")])
-    assert e.value.code == 2
+    assert cli(["train", "--model", setup["model"], "--visual-location", "feature", "--visual-generator", "cnn",
+                "--out", str(tmp_path / "x")]) == 2
     assert "not available at location 'feature'" in capsys.readouterr().err
 
 
 def test_eval_names_an_unknown_split(trained, setup, capsys):
-    rc = main(["eval", "--checkpoint", trained["ckpt"], "--device", "cpu", "--dataset", "imagefolder",
-               "--root", setup["root"], "--split", "tset"])
+    rc = cli(["eval", "--checkpoint", trained["ckpt"], "--device", "cpu", "--dataset", "imagefolder",
+              "--root", setup["root"], "--split", "tset"])
     assert rc == 2 and "no split 'tset'" in capsys.readouterr().err
 
 
-@pytest.mark.xfail(strict=True, reason="bug: meter looks the split up with splits.targets[args.split] and dies "
-                                       "with a KeyError traceback on a typo (eval checks it and exits 2)")
+# Regression test: was a bug (meter looks the split up with splits.targets[args.split] and dies with a KeyError
+# traceback on a typo (eval checks it and exits 2)); fixed in the engine.
 def test_meter_names_an_unknown_split(trained, setup, capsys):
-    rc = main(["meter", "--checkpoint", trained["ckpt"], "--device", "cpu", "--dataset", "imagefolder",
-               "--root", setup["root"], "--split", "tset"])
+    rc = cli(["meter", "--checkpoint", trained["ckpt"], "--device", "cpu", "--dataset", "imagefolder",
+              "--root", setup["root"], "--split", "tset"])
     assert rc == 2 and "tset" in capsys.readouterr().err
 
 
-@pytest.mark.xfail(strict=True, reason="bug: a checkpoint whose noise config has a key this version does not "
-                                       "know raises NoiseConfigError out of load_pini; eval catches only "
-                                       "CheckpointError -> traceback instead of 'error: ...' and exit 2")
+# Regression test: was a bug (a checkpoint whose noise config has a key this version does not know raises
+# NoiseConfigError out of load_pini; eval catches only CheckpointError -> traceback instead of 'error: ...' and
+# exit 2); fixed in the engine.
 def test_eval_of_a_checkpoint_from_a_newer_version_fails_cleanly(trained, setup, capsys, tmp_path):
     import shutil
 
@@ -157,14 +163,14 @@ def test_eval_of_a_checkpoint_from_a_newer_version_fails_cleanly(trained, setup,
     cfg = json.loads((ck / "pini_config.json").read_text())
     cfg["noise"]["future_option"] = 1
     (ck / "pini_config.json").write_text(json.dumps(cfg))
-    rc = main(["eval", "--checkpoint", str(ck), "--device", "cpu", "--dataset", "imagefolder",
-               "--root", setup["root"]])
+    rc = cli(["eval", "--checkpoint", str(ck), "--device", "cpu", "--dataset", "imagefolder",
+              "--root", setup["root"]])
     assert rc == 2 and "future_option" in capsys.readouterr().err
 
 
-@pytest.mark.xfail(strict=True, reason="bug: train carves val/test of an ImageFolder tree with --seed, but eval "
-                                       "(without --seed) and meter (no way to set it) re-carve with seed 1: after "
-                                       "`train --seed 3` they evaluate on images the model was trained on")
+# Regression test: was a bug (train carves val/test of an ImageFolder tree with --seed, but eval (without
+# --seed) and meter (no way to set it) re-carve with seed 1: after `train --seed 3` they evaluate on images the
+# model was trained on); fixed in the engine.
 @pytest.mark.parametrize("command", ["eval", "meter"])
 def test_evaluation_split_is_the_one_train_held_out(setup, tmp_path, monkeypatch, command):
     import pini_core.analysis.meter as meter_mod
@@ -173,8 +179,8 @@ def test_evaluation_split_is_the_one_train_held_out(setup, tmp_path, monkeypatch
     from pini_core.data.registry import get_dataset
 
     out = tmp_path / "seed3"
-    assert main(["train", "--model", setup["model"], "--device", "cpu", "--dataset", "imagefolder", "--root",
-                 setup["root"], "--shots", "2", "--epochs", "1", "--seed", "3", "--out", str(out)]) == 0
+    assert cli(["train", "--model", setup["model"], "--device", "cpu", "--dataset", "imagefolder", "--root",
+                setup["root"], "--shots", "2", "--epochs", "1", "--seed", "3", "--out", str(out)]) == 0
     trained_on = {p for p, _ in fewshot_splits(get_dataset("imagefolder", root=setup["root"], seed=3), 2, 3).train}
     seen = []
     target = (trainer_mod, "evaluate") if command == "eval" else (meter_mod, "pi_noise_meter")
@@ -186,23 +192,21 @@ def test_evaluation_split_is_the_one_train_held_out(setup, tmp_path, monkeypatch
         return real(model, *args, **kwargs)
 
     monkeypatch.setattr(*target, spy)
-    assert main([command, "--checkpoint", str(out / "checkpoint"), "--device", "cpu", "--dataset", "imagefolder",
-                 "--root", setup["root"]]) == 0
+    assert cli([command, "--checkpoint", str(out / "checkpoint"), "--device", "cpu", "--dataset", "imagefolder",
+                "--root", setup["root"]]) == 0
     assert seen and not (seen[0] & trained_on), f"{len(seen[0] & trained_on)} test images were trained on"
 
 
 def test_unknown_backbone_fails_cleanly(setup, capsys, tmp_path):
-    with pytest.raises(SystemExit) as e:
-        main(["train", "--model", "ViT-B-3", "--pretrained", "openai", "--dataset", "imagefolder", "--root",
-              setup["root"], "--out", str(tmp_path / "o")])
-    assert e.value.code == 2
+    assert cli(["train", "--model", "ViT-B-3", "--pretrained", "openai", "--dataset", "imagefolder", "--root",
+                setup["root"], "--out", str(tmp_path / "o")]) == 2
     assert "Did you mean" in capsys.readouterr().err
 
 
 def test_speed_measures_cached_and_uncached_steps(setup, capsys):
     # setup registered the tiny config with open_clip under "pini-test-tiny"
-    assert main(["speed", "--arch", "pini-test-tiny", "--steps", "1", "--batch-size", "4", "--classes", "2",
-                 "--device", "cpu"]) == 0
+    assert cli(["speed", "--arch", "pini-test-tiny", "--steps", "1", "--batch-size", "4", "--classes", "2",
+                "--device", "cpu"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("pini-test-tiny random init, batch 4, 2 classes")
     rows = json.loads(out.strip().splitlines()[-1])
@@ -212,11 +216,11 @@ def test_speed_measures_cached_and_uncached_steps(setup, capsys):
         assert r["speedup"] == pytest.approx(r["cached_steps_per_s"] / r["uncached_steps_per_s"])
 
 
-@pytest.mark.xfail(strict=True, reason="bug: speed does not check --arch; an unknown name reaches load_backbone as "
-                                       "'<arch>-random-init' and ends in a BackboneError traceback suggesting "
-                                       "'...-random-init' names")
+# Regression test: was a bug (speed does not check --arch; an unknown name reaches load_backbone as
+# '<arch>-random-init' and ends in a BackboneError traceback suggesting '...-random-init' names); fixed in the
+# engine.
 def test_speed_with_an_unknown_arch_fails_cleanly(capsys):
-    assert main(["speed", "--arch", "ViT-Nope", "--steps", "1", "--device", "cpu"]) == 2
+    assert cli(["speed", "--arch", "ViT-Nope", "--steps", "1", "--device", "cpu"]) == 2
     err = capsys.readouterr().err
     assert "ViT-Nope" in err and "random-init" not in err
 
@@ -252,5 +256,5 @@ def test_no_command_prints_help(capsys):
 
 
 def test_datasets_lists_imagefolder(capsys):
-    assert main(["datasets"]) == 0
+    assert cli(["datasets"]) == 0
     assert re.search(r"^imagefolder\s+your own images", capsys.readouterr().out, re.M)

@@ -167,10 +167,9 @@ def test_fit_rejects_bad_setups_with_clear_errors(bb, data):
         fit(frozen, bb, data, TrainConfig(epochs=1), progress=False)
 
 
-@pytest.mark.xfail(strict=True, reason="bug: fit records good_state after every epoch without checking that the "
-                                       "weights are finite; a step whose loss is finite but whose gradient is not "
-                                       "(an exploding last step of an epoch) poisons the 'last good epoch' that a "
-                                       "later NaN loss restores")
+# Regression test: was a bug (fit records good_state after every epoch without checking that the weights are
+# finite; a step whose loss is finite but whose gradient is not (an exploding last step of an epoch) poisons the
+# 'last good epoch' that a later NaN loss restores); fixed in the engine.
 def test_non_finite_weights_from_an_epochs_last_step_are_not_kept(bb, data):
     model = make_model(bb, seed=0, visual_location="feature", visual_generator="mlp", text_location="none")
     original = model.compute_loss
