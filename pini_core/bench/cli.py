@@ -9,9 +9,7 @@ CLIP (--backbones ViT-B-16:openai).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-import time
 from pathlib import Path
 from typing import List, Optional
 
@@ -148,7 +146,6 @@ def run(args) -> int:
         for c in bench.plan():
             print(("done  " if bench.key_of(c) in done else "to do ") + c.describe())
         return 0
-    t0 = time.time()
     summary = None
     if not args.report_only:
         todo, n_done = bench.pending()
@@ -193,7 +190,9 @@ def run(args) -> int:
     if summary and summary["stopped_at_limit"]:
         print(f"stopped after --max-cells {cfg.max_cells}; {summary['remaining']} cells to go. "
               "Rerun to continue.", file=sys.stderr)
-    print(f"wall time {time.time() - t0:.1f} s")
+    if summary:
+        print(f"wall time {summary['seconds']:.1f} s for {summary['finished']} cells "
+              f"(process CPU time {summary['cpu_seconds']:.1f} s)")
     return 0
 
 

@@ -12,7 +12,6 @@ trained cell is also evaluated on each target; the record keeps them under "targ
 """
 from __future__ import annotations
 
-import dataclasses
 import datetime as _dt
 import math
 import os
@@ -255,7 +254,7 @@ class Benchmark:
         todo, n_done = self.pending()
         total = n_done + len(todo)
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        t0 = time.time()
+        t0, cpu0 = time.time(), time.process_time()
         finished, interrupted, stopped_at_limit = 0, False, False
         bar = tqdm(total=total, initial=n_done, unit="cell", desc="bench", disable=not self.cfg.progress,
                    dynamic_ncols=True)
@@ -282,7 +281,10 @@ class Benchmark:
             bar.close()
         remaining = total - n_done - finished
         return {"total": total, "done_before": n_done, "finished": finished, "remaining": remaining,
-                "interrupted": interrupted, "stopped_at_limit": stopped_at_limit, "seconds": time.time() - t0}
+                "interrupted": interrupted, "stopped_at_limit": stopped_at_limit, "seconds": time.time() - t0,
+                # CPU time of this process (all threads): what the run costs on dedicated cores,
+                # whatever else shares the machine
+                "cpu_seconds": time.process_time() - cpu0}
 
     # ------------------------------------------------------------------ one cell
     def _test_features(self, bb, data):

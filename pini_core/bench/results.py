@@ -12,7 +12,7 @@ import os
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional
+from typing import Dict, Iterable, List
 
 # Fields that identify a cell; `config` is a short hash of the method's settings
 # (epochs, lr, ...) so that a changed setting is a new cell, never a silent reuse.
