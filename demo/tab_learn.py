@@ -99,13 +99,14 @@ def _balanced(data, n: int):
 def _bench() -> None:
     from demo.bench_view import bench_files
 
-    table_md, plot_path, note = bench_files()
-    if table_md is None and plot_path is None:
-        gr.Markdown(note)
-        return
-    if table_md:
-        gr.Markdown(table_md)
-    if plot_path:
-        gr.Image(value=plot_path, label="Figure 5 (miniature)", interactive=False, format="png")
+    table_md, figures, note = bench_files()
     if note:
         gr.Markdown(note)
+    if table_md:
+        with gr.Accordion("Tables (miniature benchmark)", open=True):
+            gr.Markdown(table_md)
+    if figures:
+        with gr.Row():
+            for path in figures:
+                name = "Figure 5 (miniature): accuracy vs shots" if "fig5" in path else "Gain over zero-shot CLIP"
+                gr.Image(value=path, label=name, interactive=False, format="png")
