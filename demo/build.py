@@ -28,7 +28,9 @@ def build_app(default_model: Optional[str] = None) -> gr.Blocks:
 
     spec = backbones.default_spec(default_model)
     APP_TMP.mkdir(parents=True, exist_ok=True)
-    with gr.Blocks(title=TITLE, analytics_enabled=False) as app:
+    # delete_cache: every hour, remove cached files (uploads, returned images, checkpoints)
+    # older than two hours, so a long-running Space does not fill its disk.
+    with gr.Blocks(title=TITLE, analytics_enabled=False, delete_cache=(3600, 7200)) as app:
         session = gr.State(SessionState(backbone_spec=spec), delete_callback=cleanup_session)
         gr.Markdown(INTRO)
         ctx = BuildContext(session=session, default_spec=spec)

@@ -219,6 +219,10 @@ def test_training_streams_stops_on_request_and_yields_a_loadable_checkpoint(url,
         m = re.search(r"Epoch (\d+)/60", update[0] or "")
         if m:
             epochs_seen.append(int(m.group(1)))
+            if len(epochs_seen) == 1:  # training holds its own worker: other tabs are still served
+                other = new_client(url)
+                zs = other.predict(examples(url)[0], None, "a, b", "a photo of a {}.", 2, 0, api_name="/classify")[0]
+                assert len(zs["confidences"]) == 2 and not job.done()
             if len(epochs_seen) == 2:
                 assert "Stopping" in c.predict(api_name="/stop_training")
     final = job.outputs()[-1]
