@@ -164,6 +164,8 @@ def test_config_errors_are_clear(tmp_path, bb, datasets):
         make(tmp_path, bb, datasets, shots=[0])
     with pytest.raises(BenchError, match="--epochs must be >= 1"):
         make(tmp_path, bb, datasets, epochs=0)
+    with pytest.raises(BenchError, match="--pini-noise: visual_location must be one of"):
+        make(tmp_path, bb, datasets, pini_noise={"visual_location": "nowhere"})
     assert BackboneSpec.parse("ViT-B-16:openai") == BackboneSpec("ViT-B-16:openai", "ViT-B-16", "openai")
     assert BackboneSpec.parse("ViT-B-16:openai=ViT-B-16:/w/b16.pt") == BackboneSpec(
         "ViT-B-16:openai", "ViT-B-16", "/w/b16.pt")
@@ -276,3 +278,14 @@ def test_val_that_is_the_test_set_is_never_searched_on(tmp_path, bb, datasets):
     assert "outside the shots" in info["val_source"]
     bench.run()
     assert bench.results.load()[0]["val_source"].startswith("train images")
+
+
+def test_pini_table1_variant_with_noise_in_pixels(tmp_path, bb, datasets):
+    noise = {"visual_location": "image", "visual_generator": "mlp", "text_location": "none"}
+    bench, _ = make(tmp_path, bb, datasets, methods=["pini"], seeds=[1], pini_noise=noise)
+    bench.run()
+    (r,) = bench.results.load()
+    assert r["settings"]["noise"]["visual_location"] == "image" and r["epochs_run"] == 1
+    assert 0.0 <= r["accuracy"] <= 100.0 and set(r["targets"]) == {"dark"}
+    default, _ = make(tmp_path, bb, datasets, methods=["pini"], seeds=[1])
+    assert default.cell_config(default.plan()[0]) != r["config"]  # a variant is its own cell

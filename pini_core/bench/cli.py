@@ -42,6 +42,18 @@ def _ints(text: str) -> List[int]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
 
 
+def _json_dict(text: str) -> dict:
+    import json
+
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise argparse.ArgumentTypeError(f"not valid JSON ({e}): {text!r}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object such as '{{\"fusion\": \"mul\"}}', got {text!r}")
+    return value
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = __doc__
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
@@ -83,6 +95,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     t.add_argument("--eval-mode", choices=["mean", "single", "average"], default="mean",
                    help="PiNI at test time: mean (eps = 0), single (one draw, the authors' code), "
                         "average (mean softmax over 8 draws)")
+    t.add_argument("--pini-noise", type=_json_dict, default={},
+                   help='PiNI noise settings as JSON, over the paper default (visual feature + CA, prompt + LE), '
+                        'e.g. \'{"visual_location": "image", "visual_generator": "cnn"}\' for a Table 1 variant')
     t.add_argument("--zeroshot-ensemble", action="store_true",
                    help="zero-shot / Tip-Adapter text classifier: dataset template + CLIP's 7-template ensemble")
     t.add_argument("--aug-views", type=int, default=4,
@@ -110,7 +125,7 @@ def config_from_args(args) -> BenchConfig:
         shots=args.shots or p["shots"], seeds=args.seeds or p["seeds"], backbones=backbones,
         out_dir=args.out or str(Path("results") / "bench" / args.preset), data_root=args.data_root,
         profile=args.profile or p["profile"], epochs=args.epochs, device=args.device, precision=args.precision,
-        eval_mode=args.eval_mode, zeroshot_ensemble=args.zeroshot_ensemble, dg=args.dg,
+        eval_mode=args.eval_mode, zeroshot_ensemble=args.zeroshot_ensemble, dg=args.dg, pini_noise=args.pini_noise,
         aug_views=args.aug_views, max_cells=args.max_cells, progress=not args.no_progress)
 
 

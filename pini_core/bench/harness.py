@@ -94,6 +94,7 @@ class BenchConfig:
     dg: bool = False  # load domain-generalisation targets (ImageNet variants)
     aug_views: int = 4  # augmented views cached per training image (shared trainer)
     batch_size: int = 64  # feature extraction
+    pini_noise: Dict = field(default_factory=dict)  # NoiseConfig overrides for PiNI (Table 1 variants)
     max_cells: Optional[int] = None  # stop after this many newly finished cells
     progress: bool = True
 
@@ -114,6 +115,13 @@ class BenchConfig:
             raise BenchError(f"--epochs must be >= 1, got {self.epochs}")
         if self.eval_mode not in ("mean", "single", "average"):
             raise BenchError(f"eval mode must be mean, single or average, got {self.eval_mode!r}")
+        if self.pini_noise:
+            from pini_core.noise import NoiseConfig, NoiseConfigError
+
+            try:
+                NoiseConfig.from_dict({**NoiseConfig().to_dict(), **self.pini_noise})
+            except (NoiseConfigError, TypeError) as e:
+                raise BenchError(f"--pini-noise: {e}") from None
         labels = [b.label for b in self.backbones]
         if len(set(labels)) != len(labels):
             raise BenchError(f"backbone labels must be unique, got {labels}")
@@ -216,7 +224,7 @@ class Benchmark:
         if method == "pini":
             from pini_core.noise import NoiseConfig
 
-            s["noise"] = NoiseConfig().to_dict()
+            s["noise"] = NoiseConfig.from_dict({**NoiseConfig().to_dict(), **self.cfg.pini_noise}).to_dict()
             s["eval_mode"] = self.cfg.eval_mode
         if method in ("zeroshot", "tip_adapter", "tip_adapter_f"):
             s["ensemble"] = self.cfg.zeroshot_ensemble
