@@ -80,7 +80,7 @@ def main(argv=None) -> int:
         results["cold_start_to_model_ready_s"] = round(time.perf_counter() - t_launch, 2)
 
         from demo.examples import examples_for
-        from demo.tab_train import TEXT, VISUAL, toy_tasks
+        from demo.tab_train import toy_tasks
 
         ex = [n for n, _ in examples_for("embedded")]
         task = "toy-colourcast" if "toy-colourcast" in toy_tasks() else toy_tasks()[0]

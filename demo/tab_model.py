@@ -7,7 +7,7 @@ import gradio as gr
 
 from demo import backbones
 from demo.session import SessionState
-from demo.util import example_choices, friendly, log
+from demo.util import example_choices, friendly
 
 
 def generator_status(session: SessionState) -> str:

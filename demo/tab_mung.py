@@ -12,7 +12,7 @@ from pini_core.spaces import gpu
 
 from demo import engine
 from demo.context import BuildContext
-from demo.util import friendly, image_picker, picked_image
+from demo.util import friendly
 
 # $PINI_MUNG_DIR points the tab at another folder with the same layout (host/ + generator.*).
 MUNG_DIR = Path(os.environ.get("PINI_MUNG_DIR") or Path(__file__).resolve().parent.parent / "checkpoints" / "mung")

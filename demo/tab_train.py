@@ -81,7 +81,8 @@ def build(ctx: BuildContext) -> None:
                                 label="loss", height=260)
         acc_plot = gr.LinePlot(x="epoch", y="value", color="series", title="Validation accuracy (%)",
                                label="accuracy", height=260)
-    ckpt = gr.File(label="Checkpoint: pini_generators.safetensors + pini_config.json (load both in the model panel later)", file_count="multiple", interactive=False)
+    ckpt = gr.File(label="Checkpoint: pini_generators.safetensors + pini_config.json (load both in the model "
+                         "panel later)", file_count="multiple", interactive=False)
 
     @friendly
     @gpu(duration=300)

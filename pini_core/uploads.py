@@ -108,7 +108,8 @@ def extract_image_zip(zip_path: Union[str, os.PathLike], dest: Union[str, os.Pat
     """Unpack a zip of class-named image folders into `dest`, safely.
 
     Accepted layouts (those of `pini_core.data.imagefolder`): `cat/1.jpg, dog/2.jpg, ...`,
-    or `train/cat/1.jpg, test/cat/9.jpg, ...`, either inside one top folder (`pets/cat/1.jpg`). Non-image members are skipped and listed. Raises UploadError for
+    or `train/cat/1.jpg, test/cat/9.jpg, ...`, either inside one top folder (`pets/cat/1.jpg`).
+    Non-image members are skipped and listed. Raises UploadError for
     a file that is not a zip, paths that escape the folder, symlinks, bombs, and a zip
     with no images or fewer than two classes.
     """
