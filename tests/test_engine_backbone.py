@@ -138,3 +138,22 @@ def test_vocabulary_helpers(bb):
     assert [bb.decode_token(i) for i in ids] == ["a", "photo", "of"]
     special = bb.special_token_ids()
     assert 49406 in special and 49407 in special  # <start_of_text>, <end_of_text>
+
+
+@pytest.mark.xfail(strict=True, reason="bug (low severity): _fingerprint hashes only each tensor's sum and abs-sum "
+                                       "printed to 7 digits, not its content: weights that differ by a permutation "
+                                       "(or by changes below 1e-7 relative) get the same fingerprint, and the "
+                                       "fingerprint now decides whether a checkpoint may load onto a backbone")
+def test_fingerprint_changes_when_the_weights_change(bb):
+    import copy
+
+    from pini_core.backbone import _fingerprint
+
+    other = copy.deepcopy(bb.model)
+    red, blue = bb.text_token_ids("red")[0], bb.text_token_ids("blue")[0]
+    with torch.no_grad():
+        w = other.token_embedding.weight
+        w[[red, blue]] = w[[blue, red]]  # swap two word embeddings
+    texts = ["a photo of a red."]
+    assert not torch.allclose(other.encode_text(bb.tokenize(texts)), bb.encode_text(texts))
+    assert _fingerprint(other) != _fingerprint(bb.model)
