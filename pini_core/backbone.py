@@ -315,15 +315,14 @@ def _freeze(model: nn.Module) -> nn.Module:
 
 
 def _fingerprint(model: nn.Module) -> str:
-    """A short content hash of the weights: detects 'same name, different weights'."""
+    """A content hash of the weights (every byte): detects 'same name, different weights'."""
     h = hashlib.sha1()
     for name, t in sorted(model.state_dict().items()):
         h.update(name.encode())
-        flat = t.detach().float().flatten()
         h.update(str(tuple(t.shape)).encode())
-        if flat.numel():
-            h.update(f"{flat.sum().item():.6e}{flat.abs().sum().item():.6e}".encode())
-    return h.hexdigest()[:16]
+        h.update(str(t.dtype).encode())
+        h.update(t.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return "fp2:" + h.hexdigest()[:16]
 
 
 def register_model_config(name: str, cfg: Dict[str, Any]) -> None:

@@ -148,6 +148,8 @@ def fit(method: nn.Module, backbone: Backbone, train_data: Sequence, cfg: TrainC
     if frozen_grad:
         raise TrainingError(f"backbone parameters must be frozen, found trainable: {frozen_grad[:3]}")
 
+    if cfg.cache not in ("auto", "on", "off"):
+        raise TrainingError(f"TrainConfig.cache must be auto, on or off, got {cfg.cache!r}")
     cached = cfg.cache == "on" or (cfg.cache == "auto" and not getattr(method, "needs_pixels", False))
     if cached and getattr(method, "needs_pixels", False):
         raise TrainingError("cannot cache image features when noise enters the raw image")
@@ -177,6 +179,7 @@ def fit(method: nn.Module, backbone: Backbone, train_data: Sequence, cfg: TrainC
     if out_dir and acc.is_main_process:
         Path(out_dir).mkdir(parents=True, exist_ok=True)
         log = Path(out_dir) / "metrics.jsonl"
+        log.unlink(missing_ok=True)  # one run per log: a re-run into the same folder starts afresh
     result = TrainResult(method=method, cached=cached)
     good_state = copy.deepcopy({k: v.detach().clone() for k, v in method.state_dict().items()})
     t0, step = time.time(), 0
