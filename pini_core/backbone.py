@@ -22,7 +22,6 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 EMBEDDED_NAMES = ("embedded", "pini-toyclip")
 REPO_ROOT = Path(__file__).resolve().parent.parent

@@ -18,7 +18,6 @@ import tempfile
 from pathlib import Path
 from typing import Any, Dict, Optional
 
-import torch
 from huggingface_hub import ModelHubMixin
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
-from typing import Sequence, Tuple
+from typing import Sequence
 
 import torch
 from torch.utils.data import DataLoader

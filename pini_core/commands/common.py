@@ -83,3 +83,20 @@ def pick_split(splits, name: str):
     print(f"error: no split {name!r}; choose train, val, test or a target: {sorted(splits.targets) or '(none)'}",
           file=sys.stderr)
     return None
+
+
+def checkpoint_and_split(args):
+    """(backbone, model, splits, data, seed) for commands that evaluate a checkpoint on
+    --dataset/--split; None (after printing why) when that cannot be done."""
+    from ..checkpoint import CheckpointError, load_pini
+
+    try:
+        bb = checkpoint_backbone(args, args.checkpoint)
+        seed = checkpoint_data_seed(args, args.checkpoint)
+        splits = dataset_from_args(args, seed=seed)
+        model = load_pini(args.checkpoint, bb, splits.classnames)
+    except CheckpointError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return None
+    data = pick_split(splits, args.split)
+    return None if data is None else (bb, model, splits, data, seed)

@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
-from .common import (add_backbone_args, add_data_args, checkpoint_backbone, checkpoint_data_seed,
-                     dataset_from_args, pick_split)
+from .common import add_backbone_args, add_data_args, checkpoint_and_split
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -25,20 +23,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    from ..checkpoint import CheckpointError, load_pini
     from ..trainer import evaluate
 
-    try:
-        bb = checkpoint_backbone(args, args.checkpoint)
-        seed = checkpoint_data_seed(args, args.checkpoint)
-        splits = dataset_from_args(args, seed=seed)
-        model = load_pini(args.checkpoint, bb, splits.classnames)
-    except CheckpointError as e:
-        print(f"error: {e}", file=sys.stderr)
+    loaded = checkpoint_and_split(args)
+    if loaded is None:
         return 2
-    data = pick_split(splits, args.split)
-    if data is None:
-        return 2
+    bb, model, splits, data, seed = loaded
     res = evaluate(model, bb, data, mode=args.mode, draws=args.draws, seed=seed)
     print(json.dumps(dict(res, dataset=splits.name, split=args.split), indent=2))
     return 0

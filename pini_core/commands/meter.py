@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
-from .common import (add_backbone_args, add_data_args, checkpoint_backbone, checkpoint_data_seed,
-                     dataset_from_args, pick_split)
+from .common import add_backbone_args, add_data_args, checkpoint_and_split
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -27,18 +25,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args) -> int:
     from ..analysis.meter import pi_noise_meter
     from ..analysis.plots import plot_meter
-    from ..checkpoint import CheckpointError, load_pini
 
-    try:
-        bb = checkpoint_backbone(args, args.checkpoint)
-        splits = dataset_from_args(args, seed=checkpoint_data_seed(args, args.checkpoint))
-        model = load_pini(args.checkpoint, bb, splits.classnames)
-    except CheckpointError as e:
-        print(f"error: {e}", file=sys.stderr)
+    loaded = checkpoint_and_split(args)
+    if loaded is None:
         return 2
-    data = pick_split(splits, args.split)
-    if data is None:
-        return 2
+    bb, model, splits, data, _ = loaded
     res = pi_noise_meter(model, data, draws=args.draws, seed=args.noise_seed)
     print(f"H(T) = {res['H_T']:.4f} nats (zero-shot CLIP, Eq. 3)")
     print(f"{'noise':8s} {'H(T|eps)':>10s} {'I(T,eps)':>10s} {'acc %':>7s}")
