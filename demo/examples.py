@@ -15,6 +15,7 @@ from demo.session import APP_TMP
 
 REPO = Path(__file__).resolve().parent.parent
 TOY_DIR = REPO / "assets" / "examples"
+FIRST_TOY_DOMAIN = "toy-colourcast"  # the Train tab's default task: its examples come first
 
 # name in skimage.data -> (label, licence as stated in scikit-image's docstrings)
 PHOTOS = {
@@ -33,7 +34,8 @@ def toy_examples() -> List[Tuple[str, str]]:
     folder = Path(os.environ.get("PINI_EXAMPLES_DIR") or TOY_DIR)
     if not folder.is_dir():
         return []
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
+    files = sorted((p for p in folder.rglob("*") if p.suffix.lower() in (".png", ".jpg", ".jpeg")),
+                   key=lambda p: (p.parent.name != FIRST_TOY_DOMAIN, str(p)))
     return [(str(p.relative_to(folder).with_suffix("")), str(p)) for p in files]
 
 
