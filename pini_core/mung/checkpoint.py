@@ -28,6 +28,7 @@ def save_generator(generator: MuNGGenerator, path, metadata: dict | None = None)
     os.close(fd)
     try:
         save_file(state, tmp, metadata={"format": "pt", "kind": "mung-generator"})
+        os.chmod(tmp, 0o644)
         os.replace(tmp, wpath)
     finally:
         if os.path.exists(tmp):

@@ -169,7 +169,7 @@ def _run_train(args) -> int:
     data = args.data or "toy-shifted"
     n, steps, lr = args.train_items or 3000, args.steps or 600, args.lr or 5e-4
     out = Path(args.out or DEFAULT_GENERATOR)
-    bundle = load_host(args.host)
+    bundle = load_host(args.host, device=acc.device)
     spec = inspect_host(bundle.model)
     cfg = MuNGConfig(visual_dim=spec.hidden_size, text_dim=spec.text_dim, num_heads=args.heads,
                      sigma=args.sigma, attn_scale=args.attn_scale, init=args.init, host_family=spec.family)
@@ -185,8 +185,7 @@ def _run_train(args) -> int:
     metrics = {"train_seconds": round(res.seconds, 1), "steps": res.steps, "final_loss": res.losses[-1]}
     if data.startswith("toy-"):
         test = load_items(data, args.eval_items, TEST_SEED)
-        bundle.model.cpu()
-        gen.cpu()
+        gen.to(bundle.device)
         metrics[f"accuracy_{data}_without_mung"] = accuracy(bundle, test)
         inj = MuNGInjector(bundle.model, gen).attach()
         metrics[f"accuracy_{data}_with_mung"] = accuracy(bundle, test, inj, seed=args.seed)

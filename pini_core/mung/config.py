@@ -83,6 +83,7 @@ def atomic_write_text(path: Path, text: str) -> None:
     try:
         with os.fdopen(fd, "w") as f:
             f.write(text)
+        os.chmod(tmp, 0o644)          # mkstemp makes 0600; checkpoints must be readable by the app
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -90,7 +90,8 @@ def load_host(path, device: str = "cpu"):
     """The toy MLLM folder (tokenizer.json + meta.json) or a Hugging Face folder with a processor."""
     from .toy_mllm import load_toy_mllm
     if is_hf_host_dir(path):
-        return HFHost.load(path, device=device)
+        dtype = torch.bfloat16 if str(device).startswith("cuda") else torch.float32
+        return HFHost.load(path, device=device, dtype=dtype)
     return load_toy_mllm(path, device=device)
 
 

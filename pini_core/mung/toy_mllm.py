@@ -152,6 +152,7 @@ def save_toy_mllm(bundle: ToyMLLM, path: str | os.PathLike, meta: dict | None = 
         bundle.model.save_pretrained(tmp, safe_serialization=True)
         bundle.tokenizer.save(str(tmp / "tokenizer.json"))
         (tmp / "meta.json").write_text(json.dumps(meta or {}, indent=2))
+        os.chmod(tmp, 0o755)          # mkdtemp makes 0700
         old = None
         if path.exists():
             old = path.with_name(f".{path.name}.old")

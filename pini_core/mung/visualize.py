@@ -182,3 +182,36 @@ def explanation_figure(ex: Explanation, max_tokens: int = 6):
     maps[f"relevance before ({ex.answer_before})"] = ex.relevance_before
     maps[f"relevance after ({ex.answer_after})"] = ex.relevance_after
     return overlay_figure(ex.image, maps, title=ex.question)
+
+
+def benchmark(repeats: int = 5, method: str = "grad_x_act") -> dict:
+    """Median seconds of `explain` and of `explanation_figure` on the shipped toy (CPU)."""
+    import time
+
+    from .checkpoint import load_generator
+    from .cli import DEFAULT_GENERATOR
+    from .injector import attach
+    from .toy_mllm import load_toy_mllm
+    from .vqa_data import make_vqa
+    bundle = load_toy_mllm()
+    inj = attach(bundle.model, load_generator(DEFAULT_GENERATOR, host=bundle.model))
+    items = make_vqa(repeats, "shifted", seed=123)
+    t_ex, t_fig = [], []
+    for it in items:
+        t0 = time.perf_counter()
+        ex = explain(bundle, inj, it.image, it.question, seed=0, method=method)
+        t1 = time.perf_counter()
+        plt.close(explanation_figure(ex))
+        t_fig.append(time.perf_counter() - t1)
+        t_ex.append(t1 - t0)
+    inj.detach()
+    return {"method": method, "threads": torch.get_num_threads(), "explain_s": float(np.median(t_ex)),
+            "figure_s": float(np.median(t_fig)), "total_s": float(np.median(np.add(t_ex, t_fig)))}
+
+
+if __name__ == "__main__":
+    import json
+    import sys
+    torch.set_num_threads(int(sys.argv[1]) if len(sys.argv) > 1 else 1)
+    print(json.dumps(benchmark(), indent=2))
+    print(json.dumps(benchmark(method="integrated_gradients"), indent=2))
