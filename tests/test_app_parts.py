@@ -78,3 +78,16 @@ def test_bench_view_shows_results_only_when_they_exist(tmp_path, monkeypatch):
     table, figs, note = bench_view.bench_files()
     assert "| 1 | 50.0 |" in table and note == ""
     assert [p.rsplit("/", 1)[1] for p in figs] == ["fig5_accuracy_vs_shots.png", "fig6_gain_over_zeroshot.png"]
+
+
+def test_app_threads(monkeypatch):
+    monkeypatch.setenv(backbones.ENV_THREADS, "3")
+    assert backbones.app_threads() == 3
+    monkeypatch.setenv(backbones.ENV_THREADS, "many")
+    with pytest.raises(ValueError, match="whole number"):
+        backbones.app_threads()
+    monkeypatch.delenv(backbones.ENV_THREADS)
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    assert backbones.app_threads() == 1
+    monkeypatch.setattr("os.cpu_count", lambda: 16)
+    assert backbones.app_threads() == 4
