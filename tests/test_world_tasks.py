@@ -76,10 +76,11 @@ def test_domains_really_differ_in_pixels():
     src = load_task("toy-shapes", seed=1, **SMALL)
     cc = load_task("toy-colourcast", seed=1, **SMALL)
 
-    def contrast(data):
-        return np.mean([np.asarray(im, np.float32).std() for im, _ in data])
+    def contrast(data):  # luminance std after a 4x box blur (sensor noise averaged out)
+        return np.mean([np.asarray(im.convert("L").resize((16, 16), Image.BOX), np.float32).std()
+                        for im, _ in data])
 
-    assert contrast(cc.test) < contrast(src.test)
+    assert contrast(cc.test) < 0.7 * contrast(src.test)
 
 
 def test_bad_requests_have_clear_errors():

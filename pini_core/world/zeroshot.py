@@ -84,3 +84,70 @@ def source_shape_set(n: int, seed: int, size: int = 64, domain: str = "source") 
         k = i % len(SHAPES)
         out.append((render(sample_scene(r, domain, shape=SHAPES[k]), size), k))
     return out
+
+
+# --- CLI: measure and record the embedded model's zero-shot accuracies ------------------
+
+def measure(path: str | Path = DEFAULT_DIR, samples: int = 4000, seed: int = 12345,
+            task_seed: int = 1) -> dict:
+    """Source-domain shape accuracy on `samples` fresh images (plain template and with
+    the 16-x CoOp prefix) and every toy task's zero-shot accuracy."""
+    from .tasks import zero_shot_table
+
+    model, tok = load_embedded(path)
+    data = source_shape_set(samples, seed)
+    template = "a photo of a {}."
+    return {
+        "source": {"n": samples, "seed": seed, "template": template, "chance": 100.0 / len(SHAPES),
+                   "accuracy": round(zero_shot_accuracy(model, tok, data, SHAPES, template), 2),
+                   "accuracy_with_16x_prefix": round(zero_shot_accuracy(model, tok, data, SHAPES, template, 16), 2)},
+        "tasks_seed": task_seed,
+        "tasks": zero_shot_table(path, seed=task_seed),
+        "tasks_with_16x_prefix": zero_shot_table(path, seed=task_seed, prefix_tokens=16),
+    }
+
+
+def add_arguments(parser) -> None:
+    parser.description = ("Measure the embedded toy CLIP's zero-shot accuracy on fresh source-domain images "
+                          "and on every toy task; optionally record it in pini_meta.json.")
+    parser.add_argument("--dir", default=str(DEFAULT_DIR), help="open_clip local dir of the model")
+    parser.add_argument("--samples", type=int, default=4000, help="fresh source images")
+    parser.add_argument("--seed", type=int, default=12345, help="seed of the fresh source images")
+    parser.add_argument("--task-seed", type=int, default=1, help="seed of the toy tasks' splits")
+    parser.add_argument("--update-meta", action="store_true", help="write the numbers into <dir>/pini_meta.json")
+
+
+def run(args) -> int:
+    import json
+    import os
+    import sys
+    import tempfile
+
+    if args.samples < 10:
+        raise SystemExit("--samples must be >= 10")
+    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+    res = measure(args.dir, args.samples, args.seed, args.task_seed)
+    print(f"source: {res['source']['accuracy']:.2f}% (16-x prefix {res['source']['accuracy_with_16x_prefix']:.2f}%)"
+          f" on {args.samples} images")
+    for task, row in res["tasks"].items():
+        print(f"{task:15s} " + "  ".join(f"{k}={v:.1f}" for k, v in row.items()))
+    if args.update_meta:
+        meta_path = Path(args.dir) / "pini_meta.json"
+        meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+        meta["zero_shot"] = res
+        meta["zero_shot_command"] = " ".join(["python -m pini_core.world.zeroshot"] + sys.argv[1:])
+        fd, tmp = tempfile.mkstemp(dir=meta_path.parent, suffix=".tmp")
+        with os.fdopen(fd, "w") as f:
+            json.dump(meta, f, indent=2)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, meta_path)
+        print(f"recorded in {meta_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m pini_core.world.zeroshot")
+    add_arguments(p)
+    raise SystemExit(run(p.parse_args()))

@@ -1,0 +1,116 @@
+"""The shipped embedded CLIP (checkpoints/toyclip): format, size, and that it reproduces
+the zero-shot accuracies recorded in its pini_meta.json."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from pini_core.world.scene import SHAPES
+from pini_core.world.zeroshot import DEFAULT_DIR, load_embedded, source_shape_set, to_tensor, zero_shot_accuracy
+
+CKPT = DEFAULT_DIR
+META = json.loads((CKPT / "pini_meta.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def loaded():
+    torch.set_num_threads(1)
+    return load_embedded(CKPT)
+
+
+def test_files_are_safetensors_and_json_and_small():
+    names = sorted(p.name for p in CKPT.iterdir())
+    assert names == ["open_clip_config.json", "open_clip_model.safetensors", "pini_meta.json"]
+    assert (CKPT / "open_clip_model.safetensors").stat().st_size <= 12 * 2**20
+    from safetensors import safe_open
+
+    with safe_open(str(CKPT / "open_clip_model.safetensors"), "pt") as f:
+        dtypes = {f.get_slice(k).get_dtype() for k in f.keys()}
+    assert dtypes == {"F16"}
+
+
+def test_config_is_a_standard_openai_style_clip():
+    cfg = json.loads((CKPT / "open_clip_config.json").read_text())
+    m = cfg["model_cfg"]
+    assert m["text_cfg"]["vocab_size"] == 49408 and m["text_cfg"]["context_length"] >= 40
+    # open_clip's own towers (ModifiedResNet: a list of stage depths; ViT: patch_size), no timm
+    assert isinstance(m["vision_cfg"]["layers"], list) or "patch_size" in m["vision_cfg"]
+    assert "timm_model_name" not in m["vision_cfg"]
+    assert "hf_model_name" not in m["text_cfg"]
+    assert cfg["preprocess_cfg"]["size"] == m["vision_cfg"]["image_size"]
+
+
+def test_loads_through_open_clip_local_dir(loaded):
+    import open_clip
+    from open_clip.tokenizer import SimpleTokenizer
+
+    model, tok = loaded
+    assert isinstance(model, open_clip.CLIP)
+    assert model.token_embedding.weight.shape[0] == 49408
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert isinstance(tok, SimpleTokenizer) and tok.context_length == model.positional_embedding.shape[0]
+    # real BPE words: the tokenizer decodes its own encoding of a caption
+    ids = tok.encode("a photo of a small red star")
+    assert tok.decode(ids).strip() == "a photo of a small red star"
+
+
+def test_meta_records_how_it_was_made():
+    for key in ("seed", "steps", "batch_size", "train_seconds", "command", "zero_shot"):
+        assert key in META, key
+    assert META["command"].startswith("python -m pini_core")
+    src = META["zero_shot"]["source"]
+    assert src["n"] >= 2000 and src["accuracy"] >= 90.0
+
+
+def test_reproduces_recorded_source_accuracy_on_a_fresh_sample(loaded):
+    model, tok = loaded
+    recorded = META["zero_shot"]["source"]
+    seed = recorded["seed"] + 1  # fresh images, not the ones the number was measured on
+    data = source_shape_set(2000, seed=seed)
+    acc = zero_shot_accuracy(model, tok, data, SHAPES, recorded["template"])
+    assert abs(acc - recorded["accuracy"]) <= 2.0, (acc, recorded["accuracy"])
+    assert acc >= 90.0
+    # CoOp-style prompts (16 "x" placeholders before the template) do not throw it off
+    acc16 = zero_shot_accuracy(model, tok, data[:1000], SHAPES, recorded["template"], prefix_tokens=16)
+    assert acc16 >= 80.0
+
+
+def test_toy_tasks_leave_room_to_adapt_and_are_above_chance(loaded):
+    """Recomputes each task's zero-shot test accuracy (same seed -> same images) and checks
+    it against the record, below the source accuracy and above chance."""
+    from pini_core.world.tasks import TASK_DOMAINS, load_task
+
+    model, tok = loaded
+    rec = META["zero_shot"]["tasks"]
+    source = META["zero_shot"]["source"]["accuracy"]
+    for task in TASK_DOMAINS:
+        s = load_task(task, seed=META["zero_shot"]["tasks_seed"], train_per_class=1, val_per_class=1)
+        acc = zero_shot_accuracy(model, tok, s.test, s.classnames, s.template)
+        assert abs(acc - rec[task]["test"]) <= 1.0, (task, acc, rec[task]["test"])
+        if task != "toy-shapes":
+            assert rec[task]["chance"] + 5 < acc < source - 10, (task, acc)
+
+
+def test_wrong_directory_gives_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="run `python -m pini_core pretrain"):
+        load_embedded(tmp_path)
+
+
+def test_through_the_engine_backbone_if_present(loaded):
+    backbone = pytest.importorskip("pini_core.backbone")
+    bb = backbone.load_backbone("embedded", device="cpu")
+    model, tok = loaded
+    img = source_shape_set(4, seed=3)
+    x = to_tensor([d[0] for d in img], bb.image_size, bb.mean, bb.std)
+    pre = torch.stack([bb.preprocess(d[0]) for d in img])
+    assert torch.allclose(pre, x, atol=1e-4)  # the engine's preprocess is what we evaluate with
+    with torch.no_grad():
+        assert torch.allclose(bb.encode_image(x), model.encode_image(x), atol=1e-5)
+        assert torch.allclose(bb.encode_text(["a photo of a star."]), model.encode_text(tok(["a photo of a star."])),
+                              atol=1e-5)
+    assert bb.context_length == model.positional_embedding.shape[0]
+    star = tok.encode("star")
+    assert len(star) == 1 and bb.decode_token(star[0]) == "star"
+    assert np.isfinite(bb.token_embedding.detach().numpy()).all()
