@@ -11,8 +11,12 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 @contextlib.contextmanager
 def running_app(model: str = "embedded"):
     """Yields the local URL of a freshly built app; closes it afterwards."""
+    import torch
+
+    from demo import backbones
     from demo.build import build_app, launch_kwargs
 
+    threads = torch.get_num_threads()  # the app sets its own; give the rest of the suite its own back
     app = build_app(model)
     kw = launch_kwargs()
     kw.update(prevent_thread_lock=True, quiet=True, server_port=_free_port())
@@ -21,6 +25,8 @@ def running_app(model: str = "embedded"):
         yield url
     finally:
         app.close()
+        torch.set_num_threads(threads)
+        backbones._TORCH_CONFIGURED = False
 
 
 def _free_port() -> int:
