@@ -28,7 +28,7 @@ def _show(im) -> np.ndarray:
     return np.asarray(im)
 
 
-def render(maps: Dict[str, Any], image, where: str, seed: int, label: str):
+def render(maps: Dict[str, Any], image, where: str, seed: int, label: str, classnames=None):
     kind = maps.get("kind", "none")
     clean = _show(maps["clean_image"])
     info: Dict[str, Any] = {"image": where, "generator": label, "kind": kind, "seed": seed}
@@ -45,6 +45,11 @@ def render(maps: Dict[str, Any], image, where: str, seed: int, label: str):
         info.update(mu=_stats(maps["mu"]), sigma=_stats(maps["sigma"]), noise=_stats(maps["noise"]),
                     cosine_clean_vs_noisy=maps.get("cosine"), shift_norm=maps.get("shift_norm"),
                     feature_norm=maps.get("feature_norm"))
+        attn = maps.get("class_attention")
+        if attn is not None and len(np.ravel(attn)) == len(classnames or []):
+            # the CA generator's query (the image) attends over the class text features
+            info["generator_attention_over_classes"] = {c: round(float(a), 4)
+                                                        for c, a in zip(classnames, np.ravel(attn))}
         shift = plots.vector_bars({"clean embedding": maps["clean_feature"], "noisy embedding": maps["noisy_feature"]},
                                   f"Embedding shift: |Δ| = {maps.get('shift_norm', 0):.3f}, "
                                   f"cos = {maps.get('cosine', 0):.3f}")

@@ -44,7 +44,7 @@ def build(ctx: BuildContext) -> None:
         method = generator(state)
         noise_maps = engine.get("maps")
         maps = noise_maps(method, img, seed=int(seed_v or 0))
-        return render(maps, img, where, int(seed_v or 0), state.method_label)
+        return render(maps, img, where, int(seed_v or 0), state.method_label, list(method.classnames))
 
     outs = [raw, noisy, mu, sigma, info, status]
     run.click(show, [example, upload, seed, ctx.session], outs, api_name="noise_maps")

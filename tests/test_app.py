@@ -247,6 +247,20 @@ def test_training_streams_stops_on_request_and_yields_a_loadable_checkpoint(url,
     assert "loaded checkpoint" in status and "blue, green, red" in status
 
 
+def test_generators_without_the_needed_noise_explain_themselves(url, toy_task):
+    c = new_client(url)
+    train(c, toy_task, shots=1, epochs=1, visual="none", text=T_PROMPT)
+    *_, info, status = c.predict(examples(url)[0], None, 0, api_name="/noise_maps")
+    assert info["kind"] == "none" and "adds no visual noise" in status
+    train(c, toy_task, shots=1, epochs=1, visual=V_FEATURE_CA, text=T_NONE)
+    with pytest.raises(AppError, match="prompt word embeddings"):
+        c.predict(20, 3, 0, api_name="/prompt_distribution")
+    *_, info, status = c.predict(examples(url)[0], None, 0, api_name="/noise_maps")
+    assert info["kind"] == "feature" and 0 < info["cosine_clean_vs_noisy"] <= 1 and info["shift_norm"] > 0
+    attn = info["generator_attention_over_classes"]
+    assert len(attn) == 10 and sum(attn.values()) == pytest.approx(1.0, abs=1e-3)
+
+
 def test_sessions_do_not_share_generators(trained, url):
     fresh = new_client(url)
     with pytest.raises(AppError, match="No generator in this session"):
