@@ -1,7 +1,7 @@
 """Matplotlib figures rendered to RGB arrays (Agg, no pyplot: safe in worker threads)."""
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Sequence
 
 import numpy as np
 
@@ -65,8 +65,7 @@ def vector_bars(series: Dict[str, np.ndarray], title: str, top: int = 64) -> np.
     for name, v in series.items():
         v = np.asarray(v, dtype=np.float32).ravel()[:top]
         ax.plot(np.arange(len(v)), v, label=name, lw=1.2)
-    ax.set_xlabel(f"embedding dimension (first {top})", fontsize=8)
-    ax.set_title(title, fontsize=10)
+    ax.set_xlabel(f"embedding dimension (first {top})\n{title}", fontsize=9)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     return _to_array(fig)
@@ -81,18 +80,6 @@ def spread(probs: np.ndarray, classnames: Sequence[str], title: str) -> np.ndarr
     ax.boxplot([probs[:, i] for i in order], vert=False, tick_labels=[classnames[i] for i in order])
     ax.invert_yaxis()
     ax.set_xlim(0, 1)
-    ax.set_xlabel(f"probability over {probs.shape[0]} noise draws", fontsize=8)
-    ax.set_title(title, fontsize=10)
+    ax.set_xlabel(f"probability over {probs.shape[0]} noise draws\n{title}", fontsize=9)
     ax.grid(alpha=0.3, axis="x")
-    return _to_array(fig)
-
-
-def bars(labels: List[str], values: List[float], title: str, ylabel: str,
-         colours: Optional[List[str]] = None) -> np.ndarray:
-    fig = _figure(5.0, 3.2)
-    ax = fig.add_subplot()
-    ax.bar(labels, values, color=colours)
-    ax.set_ylabel(ylabel, fontsize=8)
-    ax.set_title(title, fontsize=10)
-    ax.grid(alpha=0.3, axis="y")
     return _to_array(fig)
