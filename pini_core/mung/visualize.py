@@ -34,9 +34,12 @@ def _to_grid(values: torch.Tensor, grid: tuple[int, int, int]) -> np.ndarray:
 def attention_maps(record: InjectionRecord, image_index: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Generator attention of one image over its patches.
 
-    Returns (per_token [T, rows, cols], mean [rows, cols]): for each key text token, the
-    head-averaged attention weight every visual token (patch) gives to it; `mean` averages the
-    per-token maps. Key order = record.text_ids[image_index]."""
+    Returns (per_token [T, rows, cols], mean [rows, cols]). per_token[t] is the head-averaged
+    weight every visual token (patch) gives to text token t (key order = record.text_ids).
+    Each patch's weights sum to 1 over the text tokens, so a plain average over tokens would be
+    the constant 1/T; `mean` instead averages the per-token maps after normalising each to sum 1
+    over the patches (where the attention to each word lands, averaged over the words) and
+    therefore sums to 1."""
     attn = record.output.attn[image_index].mean(0)                  # [N_max, T_max], heads averaged
     n = record.clean[image_index].shape[0]
     t = len(record.text_ids[image_index])
@@ -44,7 +47,8 @@ def attention_maps(record: InjectionRecord, image_index: int = 0) -> tuple[np.nd
         raise ValueError("this sample had no text tokens, so the generator attention is empty")
     grid = record.grids[image_index]
     per_token = np.stack([_to_grid(attn[:n, j], grid) for j in range(t)])
-    return per_token, per_token.mean(0)
+    spread = per_token / np.maximum(per_token.sum(axis=(1, 2), keepdims=True), 1e-12)
+    return per_token, spread.mean(0)
 
 
 def upsample(grid_map: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -163,7 +167,8 @@ def overlay_figure(image: np.ndarray, maps: dict, *, cmap: str = "jet", alpha: f
     for ax, (name, m) in zip(axes[1:], maps.items()):
         up = upsample(m, image.shape[:2]) if m.shape != image.shape[:2] else m
         lo, hi = float(up.min()), float(up.max())
-        up = (up - lo) / (hi - lo) if hi > lo else np.zeros_like(up)
+        flat = hi - lo <= 1e-6 * max(abs(hi), abs(lo), 1e-12)      # do not amplify rounding noise
+        up = np.zeros_like(up) if flat else (up - lo) / (hi - lo)
         ax.imshow(image)
         ax.imshow(up, cmap=cmap, alpha=alpha, vmin=0, vmax=1)
         ax.set_title(name, fontsize=9)
