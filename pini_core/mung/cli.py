@@ -1,7 +1,7 @@
 """`python -m pini_core mung {train,answer,eval}`: MuNG on the toy MLLM (or a compatible host folder).
 
 Examples
-  # 1) train the embedded toy MLLM itself from scratch (the frozen "pretrained host")
+  # 1) train the embedded toy MLLM itself from scratch (the frozen "pretrained host"; ~10 min CPU)
   python -m pini_core mung train --stage host --out checkpoints/mung/host
   # 2) train a MuNG generator on the frozen host, on the shifted question set
   python -m pini_core mung train --stage generator --host checkpoints/mung/host --data toy-shifted \\
@@ -91,14 +91,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    "(default: toy-source for the host, toy-shifted for the generator)")
     t.add_argument("--train-items", type=int, default=None, help="number of training items (toy data)")
     t.add_argument("--eval-items", type=int, default=400, help="held-out toy items for the accuracy report")
-    t.add_argument("--steps", type=int, default=None, help="optimisation steps (default 1800 host / 600 generator)")
+    t.add_argument("--steps", type=int, default=None,
+                   help="optimisation steps (default: 600 end-to-end host steps / 500 generator steps)")
     t.add_argument("--batch-size", type=int, default=32)
-    t.add_argument("--lr", type=float, default=None, help="learning rate (default 1e-3 host / 5e-4 generator)")
-    t.add_argument("--vision-steps", type=int, default=0,
+    t.add_argument("--lr", type=float, default=None, help="learning rate (default 2e-3 for both stages on the toy; the paper used "
+                   "5e-4 (Qwen) / 2e-4 (LLaVA) on 3B-7B hosts)")
+    t.add_argument("--vision-steps", type=int, default=1200,
                    help="stage host: first train the vision tower alone for this many steps with auxiliary "
                         "shape/colour/count classifiers (training scaffolding, not shipped)")
     t.add_argument("--vision-lr", type=float, default=3e-3, help="stage host: learning rate of --vision-steps")
-    t.add_argument("--aux-weight", type=float, default=0.0,
+    t.add_argument("--aux-weight", type=float, default=0.5,
                    help="stage host: keep the auxiliary scene loss with this weight during end-to-end training")
     t.add_argument("--heads", type=int, default=8, help="generator attention heads")
     t.add_argument("--sigma", choices=["abs", "exp"], default="abs", help="sigma = |Linear(o)| or exp(Linear(o))")
@@ -140,7 +142,7 @@ def _run_train(args) -> int:
     acc = make_accelerator(cpu=args.cpu)
     if args.stage == "host":
         data = args.data or "toy-source"
-        n, steps, lr = args.train_items or 6000, args.steps or 1800, args.lr or 1e-3
+        n, steps, lr = args.train_items or 6000, args.steps or 600, args.lr or 2e-3
         out = Path(args.out or DEFAULT_DIR)
         items = load_items(data, n, args.seed)
         bundle = new_toy_mllm(seed=args.seed)
@@ -167,7 +169,7 @@ def _run_train(args) -> int:
         return 130 if res.interrupted else 0
 
     data = args.data or "toy-shifted"
-    n, steps, lr = args.train_items or 3000, args.steps or 600, args.lr or 5e-4
+    n, steps, lr = args.train_items or 3000, args.steps or 500, args.lr or 2e-3
     out = Path(args.out or DEFAULT_GENERATOR)
     bundle = load_host(args.host, device=acc.device)
     spec = inspect_host(bundle.model)
