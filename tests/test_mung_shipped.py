@@ -15,7 +15,7 @@ from pini_core.mung.vqa_data import make_vqa
 
 HOST_SOURCE_MIN = 0.50          # measured 0.60 (a language-prior-only answerer gets ~0.33)
 HOST_SOURCE_COLOUR_MIN = 0.90   # measured 1.00
-MUNG_SHIFTED_MIN = 0.40         # measured 0.48 (host alone 0.425)
+MUNG_SHIFTED_MIN = 0.44         # measured 0.505 on 400 items (host alone 0.425)
 
 
 def test_shipped_files_are_small_safetensors_and_json():
