@@ -7,7 +7,7 @@ from pini_core.mung.config import MuNGConfig
 from pini_core.mung.generator import MuNGGenerator
 from pini_core.mung.hosts import inspect_host
 from pini_core.mung.injector import MuNGInjector, attach
-from pini_core.mung.tiny_hosts import llava_batch, qwen_batch, tiny_llava, tiny_qwen25vl
+from pini_core.mung.tiny_hosts import llava_batch, qwen_batch, tiny_llava, tiny_qwen25vl, tiny_qwen2vl
 
 
 @pytest.fixture(scope="module")
@@ -152,3 +152,23 @@ def test_generation_injects_once_per_prompt(qwen, llava):
         inj.detach()
         assert out.shape == (2, batch["input_ids"].shape[1] + 3)
         assert len(calls) == 2 and torch.equal(out, out2)
+
+
+def test_qwen2vl_hook_adds_exactly_the_noise():
+    host = tiny_qwen2vl(seed=0)
+    batch = qwen_batch(host, [[5, 6], [7, 8, 9]], [(4, 4), (4, 8)])
+    cap, h = _capture_llm_inputs(host)
+    with torch.no_grad():
+        host(**batch)
+        clean = cap["e"]
+        inj = attach(host, _gen())
+        host(**batch)
+        noisy = cap["e"]
+    h.remove()
+    rec = inj.last
+    inj.detach()
+    assert inj.spec.family == "qwen2_vl" and inj.spec.visual_path == "model.visual"
+    ph = batch["mm_token_type_ids"] == 1
+    noise = torch.cat([rec.output.noise[i, : c.shape[0]] for i, c in enumerate(rec.clean)])
+    torch.testing.assert_close((noisy - clean)[ph], noise, rtol=0, atol=1e-6)
+    assert rec.grids == [(2, 2, 0), (2, 4, 0)] and [t.tolist() for t in rec.text_ids] == [[5, 6], [7, 8, 9]]

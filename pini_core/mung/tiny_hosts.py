@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import torch
 from transformers import (CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration,
-                          Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration)
+                          Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2VLConfig,
+                          Qwen2VLForConditionalGeneration)
 
 
 def tiny_llava_config(*, vocab_size=64, hidden=32, layers=2, heads=4, image_size=32, patch_size=8,
@@ -49,6 +50,20 @@ def tiny_qwen25vl(seed: int = 0, vocab_size=200, hidden=32) -> Qwen2_5_VLForCond
         image_token_id=vocab_size - 4, video_token_id=vocab_size - 3, vision_start_token_id=vocab_size - 2,
         vision_end_token_id=vocab_size - 1)
     return Qwen2_5_VLForConditionalGeneration(cfg).eval()
+
+
+def tiny_qwen2vl(seed: int = 0, vocab_size=200, hidden=32) -> Qwen2VLForConditionalGeneration:
+    torch.manual_seed(seed)
+    cfg = Qwen2VLConfig(
+        text_config=dict(hidden_size=hidden, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                         intermediate_size=2 * hidden, vocab_size=vocab_size, bos_token_id=None,
+                         eos_token_id=None, pad_token_id=0,
+                         rope_scaling={"type": "mrope", "mrope_section": [2, 1, 1]}),
+        vision_config=dict(depth=2, embed_dim=32, hidden_size=hidden, num_heads=4, mlp_ratio=2, patch_size=4,
+                           spatial_merge_size=2, temporal_patch_size=2),
+        image_token_id=vocab_size - 4, video_token_id=vocab_size - 3, vision_start_token_id=vocab_size - 2,
+        vision_end_token_id=vocab_size - 1)
+    return Qwen2VLForConditionalGeneration(cfg).eval()
 
 
 def qwen_batch(model, texts: list[list[int]], grids: list[tuple[int, int]], seed: int = 0) -> dict:
