@@ -160,7 +160,7 @@ def warm_up(cli_value: Optional[str] = None) -> threading.Thread:
     def work():
         try:
             CACHE.load(default_spec(cli_value))
-        except Exception:  # noqa: BLE001 - the model panel shows CACHE.last_error's message
+        except Exception:  # noqa: BLE001 - kept in CACHE.last_error; the page shows it on load
             pass
         try:  # matplotlib's first figure (imports, font cache) costs ~1 s: pay it now
             from demo import plots

@@ -66,7 +66,3 @@ def new_scratch_dir(session: SessionState, prefix: str) -> Path:
 def cleanup_session(session: Optional[SessionState]) -> None:
     if isinstance(session, SessionState):
         session.cleanup()
-
-
-def remove_tree(path: os.PathLike) -> None:
-    shutil.rmtree(path, ignore_errors=True)

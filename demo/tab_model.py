@@ -64,6 +64,17 @@ def build(session: gr.State, default_spec: str, example_dropdowns: List[gr.Dropd
         return [msg, state, generator_status(state), *dd]
 
     @friendly
+    def on_page_load(spec: str, state: SessionState, progress=gr.Progress()):
+        """Like load_model, but a load that already failed (e.g. the background warm-up of an
+        unreachable download) is reported at once instead of retried; Load model retries."""
+        spec = (spec or "").strip() or backbones.default_spec()
+        err = backbones.CACHE.last_error(spec)
+        if err and backbones.CACHE.get_loaded(spec) is None:
+            msg = backbones.failure_message(spec, RuntimeError(err)) + "\n\nPress **Load model** to try again."
+            return [msg, state, generator_status(state), *[gr.update() for _ in example_dropdowns]]
+        return load_model(spec, state, progress)
+
+    @friendly
     def use_checkpoint(files, state: SessionState, progress=gr.Progress()):
         import os
         import shutil
@@ -95,7 +106,7 @@ def build(session: gr.State, default_spec: str, example_dropdowns: List[gr.Dropd
     def wire(demo: gr.Blocks):
         outs = [model_status, session, gen_status, *example_dropdowns]
         load_btn.click(load_model, [model, session], outs, api_name="load_model", concurrency_id="model")
-        demo.load(load_model, [model, session], outs, api_visibility="private", concurrency_id="model")
+        demo.load(on_page_load, [model, session], outs, api_visibility="private", concurrency_id="model")
         ckpt_btn.click(use_checkpoint, [ckpt, session], [session, gen_status], api_name="load_checkpoint")
         return gen_status
 

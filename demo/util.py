@@ -95,15 +95,6 @@ def generator(session: SessionState):
     return m
 
 
-def load_input_image(upload_path: Optional[str]):
-    """The image a tab works on: an upload or an example (both given as a file path)."""
-    if not upload_path:
-        raise gr.Error("Pick an example or upload an image first.", print_exception=False)
-    from pini_core.uploads import open_uploaded_image
-
-    return open_uploaded_image(upload_path)
-
-
 # ----- the image a tab works on: an example (by name) or an upload -------------------------
 def example_choices(spec: str):
     from demo.examples import examples_for

@@ -91,3 +91,12 @@ def test_app_threads(monkeypatch):
     assert backbones.app_threads() == 1
     monkeypatch.setattr("os.cpu_count", lambda: 16)
     assert backbones.app_threads() == 4
+
+
+def test_a_failed_load_is_remembered_and_explained():
+    spec = "NoSuchNet-42:nothing"
+    with pytest.raises(Exception) as e:
+        backbones.CACHE.load(spec)
+    assert "Unknown open_clip model name" in backbones.CACHE.last_error(spec) == str(e.value)
+    msg = backbones.failure_message(spec, e.value)
+    assert msg.startswith(f"**Could not load {spec}.**") and "local-dir:" in msg and "Embedded toy CLIP" in msg

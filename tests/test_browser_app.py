@@ -80,3 +80,24 @@ def test_browser_trains_and_shows_noise(tmp_path):
             ctx.close()
     assert (shots / "noise.png").stat().st_size > 20_000
     assert not errors, errors
+
+
+def test_browser_page_explains_a_model_that_cannot_load(tmp_path):
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with running_app("NoSuchNet-7:nothing") as url, sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            page.goto(url, wait_until="domcontentloaded", timeout=60_000)
+            status = page.locator("#model-status")
+            sync_api.expect(status).to_contain_text("Could not load NoSuchNet-7:nothing", timeout=60_000)
+            sync_api.expect(status).to_contain_text("Unknown open_clip model name")
+            # the rest of the page still works: switch to the embedded model from the panel
+            model_box = page.get_by_label("CLIP model", exact=False)
+            model_box.fill("embedded")
+            model_box.press("Enter")
+            page.get_by_role("button", name="Load model").click()
+            sync_api.expect(status).to_contain_text("Loaded:", timeout=60_000)
+            page.screenshot(path=str(results_dir() / "model_failure_then_embedded.png"), full_page=True)
+        finally:
+            browser.close()
