@@ -152,6 +152,15 @@ def describe(cfg: BenchConfig, bench: Benchmark) -> str:
             "(Tip-Adapter) searched on the few-shot val split; nothing selected on test.")
 
 
+def _command_line() -> str:
+    argv0 = sys.argv[0].replace("\\", "/")
+    if argv0.endswith("pini_core/__main__.py"):
+        argv0 = "python -m pini_core"
+    elif argv0.endswith("pini_core/bench/__main__.py"):
+        argv0 = "python -m pini_core.bench"
+    return " ".join([argv0] + sys.argv[1:])
+
+
 def run(args) -> int:
     threads = args.threads or PRESETS[args.preset].get("threads")
     if threads:
@@ -194,7 +203,7 @@ def run(args) -> int:
     if not records:
         print(f"no finished cells in {bench.results.path} for this setting yet", file=sys.stderr)
         return 1 if args.report_only else (130 if summary and summary["interrupted"] else 1)
-    meta = {"description": describe(cfg, bench), "command": " ".join(sys.argv),
+    meta = {"description": describe(cfg, bench), "command": _command_line(),
             "config": {**{k: v for k, v in vars(cfg).items() if k != "backbones"},
                        "backbones": [vars(b) for b in cfg.backbones]},
             "cells_in_plan": len(plan_keys), "cells_finished": len(records),
