@@ -81,13 +81,14 @@ def noun_phrase(scene: Scene, r: random.Random, shape_word: Optional[str] = None
     return COUNT_WORDS[n] + " " + " ".join(words)
 
 
-def caption(scene: Scene, rng: random.Random, rare_rate: float = 0.0) -> str:
+def caption(scene: Scene, rng: random.Random, rare_rate: float = 0.0, bare_rate: float = 0.15) -> str:
     """A natural-language caption of `scene`. With probability `rare_rate` the shape is
-    named by its rare synonym (RARE_NAMES) instead of its common name."""
+    named by its rare synonym (RARE_NAMES) instead of its common name; with probability
+    `bare_rate` the caption is a bare label ("a photo of a star.")."""
     r = rng if isinstance(rng, random.Random) else random.Random(int(rng.integers(0, 2**63 - 1)))
     o = scene.objects[0]
     word = RARE_NAMES[o.shape] if r.random() < rare_rate else o.shape
-    if r.random() < 0.15:  # bare label-like captions, as many alt-texts are
+    if r.random() < bare_rate:  # bare label-like captions, as many alt-texts are
         n = scene.count
         return (f"a photo of {article(word)} {word}." if n == 1
                 else f"a photo of {COUNT_WORDS[n]} {plural(word)}.")

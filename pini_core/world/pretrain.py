@@ -25,6 +25,12 @@ and differ in shape (in-batch hard negatives). With independent scenes, a short 
 learns colour, count and background but stays at chance on shape; grouping makes shape the
 cue the contrastive loss must use.
 
+Caption curriculum (`--label-warmup`): the run starts with bare-label captions only ("a
+photo of a star.") and moves linearly to the world's usual mix (15 % bare labels) over the
+first 40 % of the steps. Both towers start from random init, and with full captions the
+shape words and the image's shape only carry a weak signal; with labels first the joint
+start is much faster.
+
 Output (open_clip "local-dir" format, loadable with
 `open_clip.create_model("local-dir:checkpoints/toyclip")`):
   open_clip_config.json        {"model_cfg": ..., "preprocess_cfg": ...}
@@ -85,8 +91,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                           "(about 15 min on 2 CPU cores).")
     parser.add_argument("--out", default=str(DEFAULT_DIR), help="output folder (open_clip local-dir format)")
     parser.add_argument("--seed", type=int, default=0, help="seeds the model init and every rendered batch")
-    parser.add_argument("--steps", type=int, default=700, help="optimisation steps")
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--steps", type=int, default=5000, help="optimisation steps")
+    parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=2e-3, help="peak AdamW learning rate (cosine decay)")
     parser.add_argument("--weight-decay", type=float, default=0.1)
     parser.add_argument("--warmup", type=int, default=50, help="linear warm-up steps")
@@ -97,6 +103,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="fraction of captions naming the shape by its rare synonym (toy-rarewords)")
     parser.add_argument("--group-size", type=int, default=8,
                         help="scenes per batch group sharing all attributes but shape (1: independent scenes)")
+    parser.add_argument("--label-warmup", type=float, default=0.4,
+                        help="fraction of the run over which captions go from bare labels to the usual mix")
     parser.add_argument("--vision-arch", choices=("resnet", "vit"), default="resnet",
                         help="image tower: open_clip ModifiedResNet (CLIP RN family) or VisionTransformer")
     parser.add_argument("--image-size", type=int, default=64, help="model input size (resnet: multiple of 32)")
@@ -123,10 +131,19 @@ class CaptionedBatches(torch.utils.data.IterableDataset):
     """Batch `step` is rendered from random.Random((seed, step)): independent of workers."""
 
     def __init__(self, seed, steps, batch_size, tokenizer, context_length, prefix_rate, rare_rate, image_size,
-                 group_size=1):
+                 group_size=1, label_warmup=0.0):
         self.seed, self.steps, self.batch_size, self.group_size = seed, steps, batch_size, group_size
+        self.label_warmup = label_warmup
         self.tokenizer, self.context_length = tokenizer, context_length
         self.prefix_rate, self.rare_rate, self.image_size = prefix_rate, rare_rate, image_size
+
+    def bare_rate(self, step: int) -> float:
+        """Caption curriculum: bare labels ("a photo of a star.") only at first, then
+        linearly down to the world's usual 15 % over the first `label_warmup` of the run."""
+        ramp = self.label_warmup * self.steps
+        if ramp <= 0:
+            return 0.15
+        return max(0.15, 1.0 - step / ramp)
 
     def with_prefix(self, text: str, r: random.Random) -> str:
         if r.random() >= self.prefix_rate:
@@ -152,7 +169,8 @@ class CaptionedBatches(torch.utils.data.IterableDataset):
     def batch(self, step: int):
         r = random.Random(f"{self.seed}:{step}")
         scenes = self.scenes(r)
-        texts = [self.with_prefix(caption(s, r, rare_rate=self.rare_rate), r) for s in scenes]
+        bare = self.bare_rate(step)
+        texts = [self.with_prefix(caption(s, r, rare_rate=self.rare_rate, bare_rate=bare), r) for s in scenes]
         # the world renders at 64 px; resizing to the model's size matches its preprocess
         images = to_tensor([render(s, 64) for s in scenes], self.image_size)
         return images, self.tokenizer(texts), texts
@@ -246,7 +264,8 @@ def run(args) -> int:
         return 0.5 * args.lr * (1 + math.cos(math.pi * t))
 
     data = CaptionedBatches(args.seed, args.steps, args.batch_size, tokenizer, args.context_length,
-                            args.prefix_rate, args.rare_rate, args.image_size, args.group_size)
+                            args.prefix_rate, args.rare_rate, args.image_size, args.group_size,
+                            args.label_warmup)
     loader = torch.utils.data.DataLoader(data, batch_size=None, num_workers=0 if args.tiny else 1,
                                          prefetch_factor=None if args.tiny else 4)
     loss_fn = ClipLoss()
@@ -285,7 +304,7 @@ def run(args) -> int:
     meta = {
         "seed": args.seed, "steps": args.steps, "batch_size": args.batch_size,
         "images_seen": args.steps * args.batch_size, "lr": args.lr, "weight_decay": args.weight_decay,
-        "warmup": args.warmup, "group_size": args.group_size, "prefix_rate": args.prefix_rate, "rare_rate": args.rare_rate,
+        "warmup": args.warmup, "group_size": args.group_size, "label_warmup": args.label_warmup, "prefix_rate": args.prefix_rate, "rare_rate": args.rare_rate,
         "context_length": args.context_length, "threads": args.threads,
         "train_seconds": round(train_seconds, 1),
         "final_loss_mean_last_50": round(float(np.mean(losses[-50:])), 4),
