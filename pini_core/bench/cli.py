@@ -90,8 +90,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--shots", type=_ints, default=None, help="comma-separated shots per class (1,2,4,8,16)")
     g.add_argument("--seeds", type=_ints, default=None, help="comma-separated seeds (1,2,3)")
     g.add_argument("--dg", action="store_true",
-                   help="domain generalisation (Table 3): load the dataset's targets (ImageNet -> V2/Sketch/A/R "
-                        "under --data-root) and test every cell on them too")
+                   help="domain generalisation (Table 3) on ImageNet: attach its variants (V2/Sketch/A/R under "
+                        "--data-root) as targets and test every cell on them too. Toy tasks always carry their "
+                        "other domains as targets")
     t = parser.add_argument_group("how")
     t.add_argument("--profile", choices=["paper", "quick"], default=None,
                    help="epoch schedules: paper (the reference recipes: CoOp/CLIP-Adapter 50/100/100/200/200 "

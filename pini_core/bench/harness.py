@@ -190,7 +190,11 @@ class Benchmark:
     def _default_dataset_loader(self, name: str):
         from pini_core.data.registry import get_dataset
 
-        kwargs = {"targets": True} if self.cfg.dg else {}
+        from .paper import canonical_dataset
+
+        # ImageNet's variants are separate folders, attached on request; toy tasks always
+        # carry their other domains as targets.
+        kwargs = {"targets": True} if self.cfg.dg and canonical_dataset(name) == "imagenet" else {}
         return get_dataset(name, root=self.cfg.data_root, **kwargs)
 
     def backbone(self, label: str):
