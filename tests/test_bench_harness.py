@@ -261,6 +261,14 @@ def test_cli_end_to_end_on_a_coop_layout_folder_and_local_weights(tmp_path, caps
     # same command again: nothing to do
     assert cli.run(_args(*argv)) == 0
     assert "5 cells (5 already done)" in capsys.readouterr().out
+    # retrained weights under the same label: every cell is new, and the tables show only them
+    state = {k: (v + 0.01).contiguous() for k, v in bb.model.state_dict().items()}
+    save_file(state, str(model_dir / "open_clip_model.safetensors"))
+    assert cli.run(_args(*argv, "--max-cells", "1")) == 0
+    printed = capsys.readouterr().out
+    assert "5 cells (0 already done)" in printed
+    assert "| Zero-shot CLIP |" in printed and "| CoOp |" not in printed
+    assert len(ResultsFile(out / "results.jsonl").load()) == 6
 
 
 def test_val_that_is_the_test_set_is_never_searched_on(tmp_path, bb, datasets):

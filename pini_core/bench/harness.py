@@ -13,6 +13,7 @@ trained cell is also evaluated on each target; the record keeps them under "targ
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import math
 import os
 import platform
@@ -179,6 +180,7 @@ class Benchmark:
         self._bb_label: Optional[str] = None
         self._bb = None
         self._splits: Dict[str, object] = {}
+        self._weights_ids: Dict[str, str] = {}
         self.stop_event = threading.Event()
 
     # ------------------------------------------------------------------ loading
@@ -234,8 +236,20 @@ class Benchmark:
             s["ensemble"] = self.cfg.zeroshot_ensemble
         return s
 
+    def weights_id(self, label: str) -> str:
+        """What the backbone's weights are, known without loading them (cached per label)."""
+        if label not in self._weights_ids:
+            spec = next(b for b in self.cfg.backbones if b.label == label)
+            self._weights_ids[label] = weights_identity(spec)
+        return self._weights_ids[label]
+
+    def cell_settings(self, cell: Cell) -> Dict:
+        """method settings + the identity of the backbone's weights: retrained or replaced
+        weights under the same label make new cells, never a silent reuse."""
+        return {**self.method_settings(cell.method, cell.shots, cell.dataset), "weights": self.weights_id(cell.backbone)}
+
     def cell_config(self, cell: Cell) -> str:
-        return config_hash(self.method_settings(cell.method, cell.shots, cell.dataset))
+        return config_hash(self.cell_settings(cell))
 
     def plan(self) -> List[Cell]:
         cells: List[Cell] = []
@@ -313,7 +327,7 @@ class Benchmark:
         """Train (if needed) and evaluate one cell; returns its result record."""
         bb = self.backbone(cell.backbone)
         splits = self.splits(cell.dataset)
-        settings = self.method_settings(cell.method, cell.shots, cell.dataset)
+        settings = self.cell_settings(cell)
         torch.manual_seed(cell.seed)
         info: Dict = {}
         t_train = time.time()
@@ -442,6 +456,39 @@ class Benchmark:
             info["val_search"] = {k: round(v, 4) for k, v in found.items()}
             return method
         raise BenchError(f"no runner for method {m!r}")
+
+
+def _file_digest(path: Path) -> str:
+    """size + sha1 of the first and last MiB: cheap even for GB-sized weights, and any
+    retrained or replaced file changes it."""
+    h = hashlib.sha1()
+    size = path.stat().st_size
+    h.update(f"{path.name}:{size}".encode())
+    with open(path, "rb") as f:
+        h.update(f.read(1 << 20))
+        if size > 2 << 20:
+            f.seek(-(1 << 20), os.SEEK_END)
+            h.update(f.read())
+    return h.hexdigest()[:12]
+
+
+def weights_identity(spec: BackboneSpec) -> str:
+    """Identity of a backbone's weights without loading them: a digest of the local files
+    (embedded model, local-dir, weights file) or the name + pretrained tag."""
+    files: List[Path] = []
+    if spec.name in ("embedded", "pini-toyclip"):
+        from pini_core.backbone import embedded_dir
+
+        folder = embedded_dir()
+        files = sorted(p for p in folder.glob("*") if p.is_file()) if folder.is_dir() else []
+    elif spec.name.startswith("local-dir:"):
+        folder = Path(spec.name[len("local-dir:"):])
+        files = sorted(p for p in folder.glob("*") if p.is_file()) if folder.is_dir() else []
+    elif spec.pretrained and os.path.isfile(spec.pretrained):
+        files = [Path(spec.pretrained)]
+    if not files:
+        return f"{spec.name}:{spec.pretrained}"
+    return "files:" + ",".join(_file_digest(p) for p in files)
 
 
 def environment() -> Dict:
