@@ -109,4 +109,4 @@ def _bench() -> None:
         with gr.Row():
             for path in figures:
                 name = "Figure 5 (miniature): accuracy vs shots" if "fig5" in path else "Gain over zero-shot CLIP"
-                gr.Image(value=path, label=name, interactive=False, format="png")
+                gr.Image(value=path, label=name, interactive=False, format="png", height=420)
