@@ -27,9 +27,10 @@ cue the contrastive loss must use.
 
 Caption curriculum (`--label-warmup`): the run starts with bare-label captions only ("a
 photo of a star.") and moves linearly to the world's usual mix (15 % bare labels) over the
-first 40 % of the steps. Both towers start from random init, and with full captions the
-shape words and the image's shape only carry a weak signal; with labels first the joint
-start is much faster.
+first 40 % of the steps. Both towers start from random init; labels first give both a
+simple, shape-centred target while they find each other. (Observed, not ablated at equal
+length: runs without it, 500-700 steps, ended at 7-12 % shape accuracy; a 1500-step run
+with it went from 14 % at step 200 to 41 % at step 1200.)
 
 Output (open_clip "local-dir" format, loadable with
 `open_clip.create_model("local-dir:checkpoints/toyclip")`):
