@@ -475,15 +475,20 @@ def _file_digest(path: Path) -> str:
 def weights_identity(spec: BackboneSpec) -> str:
     """Identity of a backbone's weights without loading them: a digest of the local files
     (embedded model, local-dir, weights file) or the name + pretrained tag."""
+    def model_files(folder: Path) -> List[Path]:
+        # the model itself (config + weights), not side files such as metadata
+        if not folder.is_dir():
+            return []
+        return sorted(p for p in folder.glob("*") if p.is_file() and (
+            p.name == "open_clip_config.json" or p.suffix in (".safetensors", ".bin", ".pt", ".pth")))
+
     files: List[Path] = []
     if spec.name in ("embedded", "pini-toyclip"):
         from pini_core.backbone import embedded_dir
 
-        folder = embedded_dir()
-        files = sorted(p for p in folder.glob("*") if p.is_file()) if folder.is_dir() else []
+        files = model_files(embedded_dir())
     elif spec.name.startswith("local-dir:"):
-        folder = Path(spec.name[len("local-dir:"):])
-        files = sorted(p for p in folder.glob("*") if p.is_file()) if folder.is_dir() else []
+        files = model_files(Path(spec.name[len("local-dir:"):]))
     elif spec.pretrained and os.path.isfile(spec.pretrained):
         files = [Path(spec.pretrained)]
     if not files:
