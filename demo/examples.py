@@ -15,7 +15,7 @@ from demo.session import APP_TMP
 
 REPO = Path(__file__).resolve().parent.parent
 TOY_DIR = REPO / "assets" / "examples"
-FIRST_TOY_DOMAIN = "toy-colourcast"  # the Train tab's default task: its examples come first
+FIRST_TOY_DOMAIN = "toy-sketch"  # the Train tab's default task: its examples come first
 
 # name in skimage.data -> (label, licence as stated in scikit-image's docstrings)
 PHOTOS = {

@@ -49,6 +49,17 @@ class SessionState:
         """The session's generator if it belongs to the backbone in use, else None."""
         if self.method is not None and self.method_backbone == backbone_spec:
             return self.method
+        from demo import backbones
+        from demo.shipped import shipped_generator
+
+        if backbones.is_embedded(backbone_spec):  # fall back to the generator shipped for it
+            shipped = shipped_generator(backbones.CACHE.get_loaded(backbone_spec))
+            if shipped is not None:
+                model, label, test = shipped
+                self.method_label = self.method_label or label
+                if not self.eval_data:
+                    self.eval_data = test
+                return model
         return None
 
     def set_generator(self, method, label: str, backbone_spec: str) -> None:

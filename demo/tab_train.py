@@ -57,7 +57,7 @@ def build(ctx: BuildContext) -> None:
         gr.Markdown(note)
     tasks = toy_tasks()
     with gr.Row():
-        default_task = "toy-colourcast" if "toy-colourcast" in tasks else (tasks[0] if tasks else UPLOAD_TASK)
+        default_task = "toy-sketch" if "toy-sketch" in tasks else (tasks[0] if tasks else UPLOAD_TASK)
         task = gr.Dropdown(choices=tasks + [UPLOAD_TASK], value=default_task,
                            allow_custom_value=True, label="Task")
         zip_file = gr.File(label="Zip of class-named image folders (cat/1.jpg, dog/2.jpg, ...)",
