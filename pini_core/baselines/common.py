@@ -8,6 +8,7 @@ A baseline is a *method* in the trainer's sense: an nn.Module with
 """
 from __future__ import annotations
 
+import abc
 from typing import Dict, Sequence, Union
 
 import torch
@@ -46,7 +47,7 @@ def text_classifier(backbone, classnames: Sequence[str], templates: Templates) -
     return F.normalize(torch.stack(per_template).mean(0), dim=-1)
 
 
-class FeatureMethod(nn.Module):
+class FeatureMethod(nn.Module, abc.ABC):
     """Base class: a method on top of the frozen image encoder's output feature."""
 
     needs_pixels = False
@@ -71,5 +72,6 @@ class FeatureMethod(nn.Module):
     def forward(self, inputs: Dict[str, torch.Tensor], **kwargs) -> torch.Tensor:
         return self.predict(inputs, **kwargs)
 
-    def predict(self, inputs: Dict[str, torch.Tensor], **kwargs) -> torch.Tensor:  # pragma: no cover
-        raise NotImplementedError
+    @abc.abstractmethod
+    def predict(self, inputs: Dict[str, torch.Tensor], **kwargs) -> torch.Tensor:
+        """Logits [B, C]; each baseline defines its own."""
