@@ -28,7 +28,12 @@ def heatmap(values: np.ndarray, title: str, cmap: str = "viridis", label: str = 
     fig = _figure()
     ax = fig.add_subplot()
     im = ax.imshow(values, cmap=cmap)
-    ax.set_xlabel(title, fontsize=9)  # below the map: the UI's label badge covers the top edge
+    return _finish_map(fig, ax, im, title, label)
+
+
+def _finish_map(fig, ax, im, title: str, label: str) -> np.ndarray:
+    """Title below the map (the UI's label badge covers the top edge), no ticks, a colour bar."""
+    ax.set_xlabel(title, fontsize=9)
     ax.set_xticks([])
     ax.set_yticks([])
     cb = fig.colorbar(im, ax=ax, shrink=0.85)
@@ -49,13 +54,7 @@ def overlay(image: np.ndarray, values: np.ndarray, title: str, cmap: str = "jet"
     ax = fig.add_subplot()
     ax.imshow(image)
     im = ax.imshow(up, cmap=cmap, alpha=0.5)
-    ax.set_xlabel(title, fontsize=9)
-    ax.set_xticks([])
-    ax.set_yticks([])
-    cb = fig.colorbar(im, ax=ax, shrink=0.85)
-    if label:
-        cb.set_label(label, fontsize=8)
-    return _to_array(fig)
+    return _finish_map(fig, ax, im, title, label)
 
 
 def vector_bars(series: Dict[str, np.ndarray], title: str, top: int = 64) -> np.ndarray:
