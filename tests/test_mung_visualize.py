@@ -103,3 +103,45 @@ def test_attention_maps_from_record():
     np.testing.assert_allclose(mean0, (per0 / per0.sum(axis=(1, 2), keepdims=True)).mean(0), rtol=1e-6)
     assert np.isclose(mean0.sum(), 1.0) and mean0.std() > 1e-3 * mean0.mean()      # not the trivial 1/T map
     assert upsample(mean0, (64, 64)).shape == (64, 64)
+
+
+def test_qwen_relevance_maps_per_image_grid_match_reference():
+    """Qwen2.5-VL: the tokens of all images come concatenated in a ModelOutput; the maps are
+    split per image on its own merged grid and equal grad x act at the tokens the LLM receives."""
+    from pini_core.mung.tiny_hosts import qwen_batch, tiny_qwen25vl
+
+    host = tiny_qwen25vl(seed=0)
+    with torch.no_grad():
+        host.get_input_embeddings().weight.mul_(10)
+    torch.manual_seed(1)
+    inj = attach(host, MuNGGenerator(MuNGConfig(visual_dim=32, text_dim=32, num_heads=8, init="default")))
+    batch = qwen_batch(host, [[5, 6, 7], [8, 9]], [(8, 8), (4, 8)])
+    tids = torch.tensor([11, 12])
+    before, after = relevance_maps(inj, batch, tids, seed=3)
+    assert isinstance(before, list) and [m.shape for m in before] == [(4, 4), (2, 4)]   # merge 2x2
+
+    def reference(noise_on):
+        store = {}
+
+        def grab(m, a, o):
+            store["t"] = o.pooler_output.detach().requires_grad_()
+            o.pooler_output = store["t"]
+            return o
+        with inj.settings(enabled=noise_on, seed=3 if noise_on else None):
+            h = inj.spec.visual_module.register_forward_hook(grab)
+            logp = torch.log_softmax(host(**batch).logits[:, -1].float(), -1)
+            logp[torch.arange(2), tids].sum().backward()
+            h.remove()
+        t = store["t"]
+        rel = (t.grad * t).sum(-1).abs().detach()
+        return rel[:16].reshape(4, 4).numpy(), rel[16:].reshape(2, 4).numpy()
+
+    for got, want in ((before, reference(False)), (after, reference(True))):
+        for g, w in zip(got, want):
+            np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-8)
+    assert max(np.abs(b - a).max() for b, a in zip(before, after)) > 1e-3 * before[0].max() > 0
+    with pytest.raises(ValueError, match="use method='grad_x_act'"):
+        relevance_maps(inj, batch, tids, method="integrated_gradients")
+    with pytest.raises(ValueError, match="image_grid_thw"):
+        relevance_maps(inj, {k: v for k, v in batch.items() if k != "image_grid_thw"}, tids)
+    inj.detach()

@@ -8,6 +8,7 @@ Before/after use the SAME eps (seeded draw) so the only difference is the noise 
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import matplotlib
@@ -17,6 +18,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
+from torch import nn  # noqa: E402
 from captum.attr import LayerGradientXActivation, LayerIntegratedGradients  # noqa: E402
 
 from .hosts import image_token_grid  # noqa: E402
@@ -57,54 +59,82 @@ def upsample(grid_map: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return F.interpolate(x, size=size, mode="bilinear", align_corners=False)[0, 0].numpy()
 
 
+@contextmanager
+def _visual_token_tap(spec):
+    """An `nn.Identity` that the LLM-ready visual tokens pass through, for captum to attribute to.
+
+    Its hook is registered after MuNG's, so it sees the tokens the decoder receives (noisy when
+    the noise is on). It works for every host family: LLaVA's projector returns a tensor
+    [B, N, d], Qwen-VL's vision tower a ModelOutput whose `pooler_output` is [sum_i N_i, d]."""
+    tap = nn.Identity()
+
+    def hook(module, args, output):
+        if hasattr(output, "pooler_output"):
+            output.pooler_output = tap(output.pooler_output)
+            return output
+        return tap(output)
+
+    handle = spec.visual_module.register_forward_hook(hook)
+    try:
+        yield tap
+    finally:
+        handle.remove()
+
+
 def relevance_maps(injector: MuNGInjector, inputs: dict, target_ids: torch.Tensor, *, seed: int = 0,
-                   method: str = "grad_x_act", n_steps: int = 16) -> tuple[np.ndarray, np.ndarray]:
+                   method: str = "grad_x_act", n_steps: int = 16):
     """Patch relevance for `target_ids` [B] (the next token after the prompt) before / after noise.
 
-    inputs: the host's keyword inputs (input_ids, attention_mask, pixel_values, ...), for a
-    host whose hooked visual module returns a [B, N, d] tensor (LLaVA family).
-    Returns (before, after), each [B, rows, cols]."""
+    inputs: the host's keyword inputs (input_ids, attention_mask, pixel_values, and for Qwen-VL
+    image_grid_thw). Returns (before, after): arrays [n_images, rows, cols] when every image has
+    the same token grid (LLaVA always), otherwise lists of [rows, cols] arrays, one per image.
+    Integrated gradients need batch-first visual tokens, so they are LLaVA-only; Qwen-VL hosts
+    (tokens of all images concatenated) support grad_x_act."""
     if method not in RELEVANCE_METHODS:
         raise ValueError(f"method must be one of {RELEVANCE_METHODS}, got {method!r}")
-    if injector.spec.family != "llava":
-        raise NotImplementedError("relevance maps are implemented for LLaVA-family hosts (tensor visual tokens)")
-    host, layer = injector.host, injector.spec.visual_module
+    spec, host = injector.spec, injector.host
+    qwen = spec.family != "llava"
+    if qwen and method != "grad_x_act":
+        raise ValueError(f"{method} needs batch-first visual tokens; {spec.family} concatenates the tokens of all "
+                         "images, so use method='grad_x_act' for this host")
+    if qwen and inputs.get("image_grid_thw") is None:
+        raise ValueError("Qwen-VL relevance maps need image_grid_thw in inputs (the processor returns it)")
     pixel_values = inputs["pixel_values"]
     other = {k: v for k, v in inputs.items() if k != "pixel_values"}
     target_ids = torch.as_tensor(target_ids, device=pixel_values.device)
+    keys = sorted(other)
+    extra = tuple(other[k] for k in keys)
 
-    def forward(pix, **kw):
-        logits = host(pixel_values=pix, **kw).logits[:, -1].float()
+    def forward(pix, *vals):
+        logits = host(pixel_values=pix, **dict(zip(keys, vals))).logits[:, -1].float()
         rows = torch.arange(logits.shape[0], device=logits.device)
         return torch.log_softmax(logits, -1)[rows, target_ids.repeat(logits.shape[0] // len(target_ids))]
 
-    def attribute(noise_on: bool):
+    def attribute(noise_on: bool) -> torch.Tensor:
         with injector.settings(enabled=noise_on, seed=seed if noise_on else None):
+            eps = None
             if noise_on:       # fix eps once so every captum pass (and IG step) shares it
                 with torch.no_grad():
                     host(pixel_values=pixel_values, **other)
-                eps = injector.last.output.eps.detach()
-            else:
-                eps = None
-            with injector.settings(eps=eps):
-                keys = sorted(other)
-                fn = lambda pix, *vals: forward(pix, **dict(zip(keys, vals)))  # noqa: E731
-                extra = tuple(other[k] for k in keys)
+                eps = injector.last.output.eps.detach()          # [n_images, N_max, d]
+            with injector.settings(eps=eps), _visual_token_tap(spec) as tap:
                 if method == "grad_x_act":
-                    attr = LayerGradientXActivation(fn, layer).attribute(pixel_values, additional_forward_args=extra)
-                else:
-                    attr = LayerIntegratedGradients(fn, layer).attribute(
-                        pixel_values, additional_forward_args=extra, n_steps=n_steps)
-        return attr
+                    return LayerGradientXActivation(forward, tap).attribute(pixel_values, additional_forward_args=extra)
+                return LayerIntegratedGradients(forward, tap).attribute(
+                    pixel_values, additional_forward_args=extra, n_steps=n_steps)
 
     maps = []
-    grid = None
     for on in (False, True):
-        attr = attribute(on)                                        # [B, N, d]
-        rel = attr.float().sum(-1).abs()
-        n = rel.shape[1]
-        grid = image_token_grid(injector.spec, host, n)
-        maps.append(np.stack([_to_grid(r, grid) for r in rel]))
+        rel = attribute(on).float().sum(-1).abs()       # LLaVA [B, N]; Qwen [sum_i N_i]
+        if qwen:
+            thw = other["image_grid_thw"]
+            per_image = torch.split(rel, (thw.prod(-1) // spec.merge_size ** 2).tolist())
+            grids = [image_token_grid(spec, host, r.shape[0], g) for r, g in zip(per_image, thw)]
+        else:
+            per_image = list(rel)
+            grids = [image_token_grid(spec, host, rel.shape[1])] * len(per_image)
+        out = [_to_grid(r, g) for r, g in zip(per_image, grids)]
+        maps.append(np.stack(out) if len({m.shape for m in out}) == 1 else out)
     return maps[0], maps[1]
 
 
