@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import List, Tuple
 
 from demo.session import APP_TMP
+from demo.shipped import shipped_task
 
 REPO = Path(__file__).resolve().parent.parent
 TOY_DIR = REPO / "assets" / "examples"
-FIRST_TOY_DOMAIN = "toy-sketch"  # the Train tab's default task: its examples come first
 
 # name in skimage.data -> (label, licence as stated in scikit-image's docstrings)
 PHOTOS = {
@@ -34,8 +34,9 @@ def toy_examples() -> List[Tuple[str, str]]:
     folder = Path(os.environ.get("PINI_EXAMPLES_DIR") or TOY_DIR)
     if not folder.is_dir():
         return []
+    first = shipped_task()  # the task of the shipped generator (the Train tab's default) comes first
     files = sorted((p for p in folder.rglob("*") if p.suffix.lower() in (".png", ".jpg", ".jpeg")),
-                   key=lambda p: (p.parent.name != FIRST_TOY_DOMAIN, str(p)))
+                   key=lambda p: (p.parent.name != first, str(p)))
     return [(str(p.relative_to(folder).with_suffix("")), str(p)) for p in files]
 
 

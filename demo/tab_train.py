@@ -18,6 +18,7 @@ from pini_core.spaces import gpu
 from demo import backbones, engine
 from demo.context import BuildContext
 from demo.session import SessionState, new_scratch_dir
+from demo.shipped import shipped_task
 from demo.util import backbone, friendly
 
 UPLOAD_TASK = "my images (upload a zip below)"
@@ -57,7 +58,8 @@ def build(ctx: BuildContext) -> None:
         gr.Markdown(note)
     tasks = toy_tasks()
     with gr.Row():
-        default_task = "toy-sketch" if "toy-sketch" in tasks else (tasks[0] if tasks else UPLOAD_TASK)
+        shipped = shipped_task()  # open on the task the shipped generator was trained on
+        default_task = shipped if shipped in tasks else (tasks[0] if tasks else UPLOAD_TASK)
         task = gr.Dropdown(choices=tasks + [UPLOAD_TASK], value=default_task,
                            allow_custom_value=True, label="Task")
         zip_file = gr.File(label="Zip of class-named image folders (cat/1.jpg, dog/2.jpg, ...)",

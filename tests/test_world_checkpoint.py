@@ -64,9 +64,6 @@ def test_meta_records_how_it_was_made():
     assert src["n"] >= 2000 and src["chance"] < src["accuracy"] <= 100.0
 
 
-@pytest.mark.xfail(strict=True, reason="known gap: the shipped checkpoint (5000 steps, the run that fit the "
-                   "shared CPU budget) is below the 90 % target; a longer run is needed: "
-                   "python -m pini_core pretrain --steps 10000 on an idle machine")
 def test_source_zero_shot_reaches_the_90_percent_target():
     assert META["zero_shot"]["source"]["accuracy"] >= 90.0
 

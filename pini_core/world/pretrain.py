@@ -89,10 +89,10 @@ def preprocess_config(image_size: int) -> Dict:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = ("Pretrain the small embedded CLIP (checkpoints/toyclip) on the procedural "
                           "world with the contrastive loss. Defaults reproduce the shipped checkpoint "
-                          "(measured: 18 min on 2 threads of a shared machine, about 12 min when idle).")
+                          "(about 23 min on 2 idle CPU threads; see checkpoints/toyclip/pini_meta.json).")
     parser.add_argument("--out", default=str(DEFAULT_DIR), help="output folder (open_clip local-dir format)")
     parser.add_argument("--seed", type=int, default=0, help="seeds the model init and every rendered batch")
-    parser.add_argument("--steps", type=int, default=5000, help="optimisation steps")
+    parser.add_argument("--steps", type=int, default=8000, help="optimisation steps")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=2e-3, help="peak AdamW learning rate (cosine decay)")
     parser.add_argument("--weight-decay", type=float, default=0.1)
@@ -100,7 +100,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--prefix-rate", type=float, default=0.3,
                         help="fraction of captions given a CoOp-style 'x x ... x' prefix")
-    parser.add_argument("--rare-rate", type=float, default=0.03,
+    parser.add_argument("--rare-rate", type=float, default=0.0005,
                         help="fraction of captions naming the shape by its rare synonym (toy-rarewords)")
     parser.add_argument("--group-size", type=int, default=8,
                         help="scenes per batch group sharing all attributes but shape (1: independent scenes)")

@@ -21,6 +21,9 @@ from .scene import COLOUR_RGB, Obj, Scene
 
 SUPERSAMPLE = 2
 INK = (30, 35, 60)  # pen colour of sketches
+# How rough a sketch is: displacement of the hand (fraction of the picture), fraction of the
+# line where the pen is lifted (about), chance of going over the outline a second time.
+SKETCH = {"wobble": 0.03, "gaps": 0.15, "second_stroke": 0.5}
 
 Poly = List[Tuple[float, float]]
 
@@ -135,11 +138,7 @@ def _paint_object(canvas: np.ndarray, obj: Obj, rnd: random.Random, style: str) 
     side = canvas.shape[0]
     mask = shape_mask(obj, side)
     if style == "sketch":
-        width = max(1, int(round(side / 40)))
-        im = Image.fromarray(mask.astype(np.uint8) * 255)
-        inner = np.asarray(im.filter(ImageFilter.MinFilter(2 * width + 1))) > 127
-        outline = mask & ~inner
-        canvas[outline] = INK
+        _draw_sketch(canvas, mask, rnd)
         return
     base = np.asarray(COLOUR_RGB[obj.colour], np.float32)
     base = np.clip(base + np.asarray([rnd.uniform(-12, 12) for _ in range(3)], np.float32), 0, 255)
@@ -149,6 +148,38 @@ def _paint_object(canvas: np.ndarray, obj: Obj, rnd: random.Random, style: str) 
     period = side * obj.radius * rnd.uniform(0.45, 0.6)
     t = _pattern(obj.texture, side, period, rnd)[mask][:, None]
     canvas[mask] = base * (1 - t) + _shade(base) * t
+
+
+def _smooth_field(side: int, rnd: random.Random, cells: int = 5) -> np.ndarray:
+    """[side, side] smooth random field in about [-1, 1] (a coarse grid, bicubic upsampled)."""
+    low = np.asarray([[rnd.uniform(-1, 1) for _ in range(cells)] for _ in range(cells)], np.float32)
+    return np.asarray(Image.fromarray(low, mode="F").resize((side, side), Image.BICUBIC))
+
+
+def _outline(mask: np.ndarray, width: int) -> np.ndarray:
+    """The rim of `mask`, `width` pixels thick."""
+    im = Image.fromarray(mask.astype(np.uint8) * 255)
+    inner = np.asarray(im.filter(ImageFilter.MinFilter(2 * width + 1))) > 127
+    return mask & ~inner
+
+
+def _draw_sketch(canvas: np.ndarray, mask: np.ndarray, rnd: random.Random) -> None:
+    """A hand-drawn outline of `mask` in pen or pencil: the hand wobbles (the mask is bent by
+    a smooth random displacement), lifts the pen now and then (gaps), and often goes over
+    the line a second time slightly off the first."""
+    side = mask.shape[0]
+    yy, xx = _grid(side)
+    ink = np.asarray(INK, np.float32)
+    pencil = rnd.random() < 0.5
+    tone = ink + (np.asarray((120, 120, 125), np.float32) if pencil else 0.0)
+    width = max(1, int(round(side / (64 if pencil else 40))))
+    for stroke in range(2 if rnd.random() < SKETCH["second_stroke"] else 1):
+        amp = SKETCH["wobble"] * side
+        ys = np.clip(np.rint(yy + amp * _smooth_field(side, rnd)), 0, side - 1).astype(np.intp)
+        xs = np.clip(np.rint(xx + amp * _smooth_field(side, rnd)), 0, side - 1).astype(np.intp)
+        line = _outline(mask[ys, xs], width)
+        line &= _smooth_field(side, rnd, cells=7) > -1 + 2 * SKETCH["gaps"]  # pen lifted
+        canvas[line] = tone
 
 
 def _scribble(canvas_img: Image.Image, rnd: random.Random) -> None:

@@ -9,8 +9,8 @@ Domains (the "where the images come from" of a task):
 
 - ``source``     filled, textured shapes on patterned backgrounds ("photos"); the only
                  domain the embedded toy CLIP is pretrained on;
-- ``sketch``     the same shapes as hand-drawn pen outlines on paper (a style never seen
-                 in pretraining);
+- ``sketch``     the same shapes as hand-drawn pen or pencil outlines on paper, wobbly and
+                 with gaps (a style never seen in pretraining);
 - ``colourcast`` source photos seen through a strong colour cast, low contrast and
                  sensor noise;
 - ``clutter``    one large subject among many small distractor shapes and scribbles.

@@ -9,7 +9,7 @@ what the embedded CLIP saw in pretraining (source-domain photos named by common 
 - ``toy-colourcast`` photos under a strong colour cast, low contrast and sensor noise;
 - ``toy-clutter``    the subject among many small distractor shapes and scribbles;
 - ``toy-rarewords``  source photos, but the classes are named by rare synonyms
-                     ("pentagram", "lozenge", ...) seen in ~3 % of pretraining captions.
+                     ("pentagram", "lozenge", ...) seen in ~0.05 % of pretraining captions.
 
 Splits per seed: train 32 per class (enough for 16 shots), val 8 per class, test 30 per
 class (300), and `targets` (300 each): the same classes in every other image domain, for
@@ -36,7 +36,7 @@ DESCRIPTIONS = {
     "toy-sketch": "Toy world: 10 shapes drawn as pen-outline sketches, a style unseen in pretraining.",
     "toy-colourcast": "Toy world: 10 shapes under a strong colour cast, low contrast and noise.",
     "toy-clutter": "Toy world: 10 shapes among many small distractor shapes and scribbles.",
-    "toy-rarewords": "Toy world: 10 shapes named by rare synonyms seen in ~3% of pretraining captions.",
+    "toy-rarewords": "Toy world: 10 shapes named by rare synonyms seen in ~0.05% of pretraining captions.",
 }
 # Each (task, split) draws its images from its own stream, so sizes can change per split
 # without changing the others.
