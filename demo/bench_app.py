@@ -83,7 +83,9 @@ def main(argv=None) -> int:
         from demo.tab_train import toy_tasks
 
         ex = [n for n, _ in examples_for("embedded")]
-        task = "toy-colourcast" if "toy-colourcast" in toy_tasks() else toy_tasks()[0]
+        from demo.shipped import shipped_task
+
+        task = shipped_task() if shipped_task() in toy_tasks() else toy_tasks()[0]
         from pini_core.world.tasks import classnames_of
 
         classes = ", ".join(classnames_of(task))

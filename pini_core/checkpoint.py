@@ -85,6 +85,8 @@ def save_pini(model: PiNIModel, path: str | os.PathLike, metrics: Optional[Dict[
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
+        for t in (tmp_w, tmp_c):
+            os.chmod(t, 0o644)  # mkstemp makes 0600; a checkpoint is meant to be shared
         os.replace(tmp_w, weights)
         os.replace(tmp_c, folder / CONFIG_NAME)
     except BaseException:

@@ -228,7 +228,8 @@ def test_training_streams_stops_on_request_and_yields_a_loadable_checkpoint(url,
             if len(epochs_seen) == 2:
                 assert "Stopping" in c.predict(api_name="/stop_training")
     final = job.outputs()[-1]
-    assert len(epochs_seen) >= 2 and epochs_seen[:2] == [1, 2]
+    # one update per redraw: epochs that finish together are shown together, in order
+    assert len(epochs_seen) >= 2 and epochs_seen == sorted(set(epochs_seen)) and epochs_seen[0] <= 2
     assert "Stopped early" in final[0] and max(epochs_seen) < 60
     loss = final[1]["data"]
     assert len(loss) == max(epochs_seen) and all(np.isfinite(r[1]) for r in loss)

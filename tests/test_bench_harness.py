@@ -297,3 +297,27 @@ def test_pini_table1_variant_with_noise_in_pixels(tmp_path, bb, datasets):
     assert 0.0 <= r["accuracy"] <= 100.0 and set(r["targets"]) == {"dark"}
     default, _ = make(tmp_path, bb, datasets, methods=["pini"], seeds=[1])
     assert default.cell_config(default.plan()[0]) != r["config"]  # a variant is its own cell
+
+
+def test_augmentation_off_is_a_recorded_setting_and_reaches_the_trainer(tmp_path, bb, datasets, monkeypatch):
+    """The mini preset trains on the test transform (64-px toy shapes do not survive CoOp's
+    random resized crop); that is part of the cell key and is what the trainer receives."""
+    import pini_core.trainer as trainer
+
+    on, _ = make(tmp_path, bb, datasets)
+    off, _ = make(tmp_path, bb, datasets, augment=False, methods=["coop", "tip_adapter_f"])
+    cell = Cell("tiny", "colours", 1, 1, "coop")
+    assert "augment" not in on.method_settings("coop", 1, "colours")  # earlier augmented cells keep their keys
+    assert off.method_settings("coop", 1, "colours")["augment"] is False
+    assert "augment" not in off.method_settings("linear_probe", 1, "colours")  # never augments anyway
+    assert on.cell_config(cell) != off.cell_config(cell)
+    seen = []
+    real_fit = trainer.fit
+    monkeypatch.setattr(trainer, "fit", lambda m, b, d, cfg, **kw: seen.append(cfg.augment) or real_fit(m, b, d, cfg, **kw))
+    off.run()
+    assert seen == [False, False]  # two coop cells (seeds 1, 2); tip_adapter_f has its own loop
+    recs = off.results.load()
+    assert len(recs) == 4 and all(0 <= r["accuracy"] <= 100 for r in recs)
+    assert "train augmentation off" in cli.describe(off.cfg, off)
+    assert cli.config_from_args(_args()).augment is False  # the mini preset
+    assert cli.config_from_args(_args("--augment")).augment is True

@@ -94,6 +94,7 @@ class BenchConfig:
     zeroshot_ensemble: bool = False
     dg: bool = False  # load domain-generalisation targets (ImageNet variants)
     aug_views: int = 4  # augmented views cached per training image (shared trainer)
+    augment: bool = True  # CoOp's train transform; off for 64-px toy tasks (it crops shapes to fragments)
     batch_size: int = 64  # feature extraction
     pini_noise: Dict = field(default_factory=dict)  # NoiseConfig overrides for PiNI (Table 1 variants)
     max_cells: Optional[int] = None  # stop after this many newly finished cells
@@ -227,6 +228,8 @@ class Benchmark:
         s = {"method": method, "recipe": r, "protocol": PROTOCOL_VERSION, "dg": self.cfg.dg}
         if method in ("coop", "clip_adapter", "pini"):
             s["aug_views"] = self.cfg.aug_views
+        if not self.cfg.augment and method not in ("zeroshot", "linear_probe"):
+            s["augment"] = False  # only recorded when off, so earlier augmented cells keep their keys
         if method == "pini":
             from pini_core.noise import NoiseConfig
 
@@ -400,7 +403,7 @@ class Benchmark:
                           momentum=recipe["momentum"], weight_decay=recipe["weight_decay"],
                           warmup_epochs=recipe["warmup_epochs"], warmup_lr=recipe["warmup_lr"],
                           precision=self.cfg.precision, aug_views=self.cfg.aug_views, seed=seed,
-                          eval_every=0)
+                          augment=self.cfg.augment, eval_every=0)
         result = fit(method, bb, train, cfg, stop_event=self.stop_event, progress=False)
         if result.stopped:
             if result.reason.startswith(("interrupted", "stopped on request")):
@@ -438,8 +441,9 @@ class Benchmark:
             info["val_search"] = {"C": log.best_c, "tried": len(log.tried)}
             return method
         if m in ("tip_adapter", "tip_adapter_f"):
-            views = encode_images(bb, data.train, batch_size=self.cfg.batch_size, augment=True,
-                                  views=recipe["augment_views"], seed=cell.seed, progress=False)
+            views = encode_images(bb, data.train, batch_size=self.cfg.batch_size, augment=self.cfg.augment,
+                                  views=recipe["augment_views"] if self.cfg.augment else 1, seed=cell.seed,
+                                  progress=False)
             if views.dim() == 2:
                 views = views.unsqueeze(0)
             y = labels_of(data.train)

@@ -19,7 +19,7 @@ def add_backbone_args(p: argparse.ArgumentParser, default_model: Optional[str] =
     g.add_argument("--cache-dir", default=None, help="where pretrained weights are cached/downloaded")
 
 
-def add_data_args(p: argparse.ArgumentParser, default: str = "toy-colourcast") -> None:
+def add_data_args(p: argparse.ArgumentParser, default: str = "toy-clutter") -> None:
     g = p.add_argument_group("data")
     g.add_argument("--dataset", default=default,
                    help="registered dataset name (`python -m pini_core datasets`), or 'imagefolder' with --root")

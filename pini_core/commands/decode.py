@@ -1,6 +1,6 @@
 """python -m pini_core decode: the paper's Table 8 for a trained prompt-noise generator.
 
-  python -m pini_core decode --checkpoint checkpoints/pini-toy-colourcast -n 100 -k 5
+  python -m pini_core decode --checkpoint checkpoints/pini/toy-clutter -n 100 -k 5
 """
 from __future__ import annotations
 

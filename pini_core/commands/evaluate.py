@@ -1,6 +1,6 @@
 """python -m pini_core eval: accuracy of a trained checkpoint.
 
-  python -m pini_core eval --checkpoint runs/colourcast/checkpoint --dataset toy-colourcast --mode average
+  python -m pini_core eval --checkpoint runs/clutter/checkpoint --dataset toy-clutter --mode average
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """python -m pini_core meter: is the learned noise pi-noise? I(T, eps) = H(T) - H(T|eps).
 
-  python -m pini_core meter --checkpoint runs/colourcast/checkpoint --dataset toy-colourcast --plot meter.png
+  python -m pini_core meter --checkpoint runs/clutter/checkpoint --dataset toy-clutter --plot meter.png
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """python -m pini_core train: few-shot PiNI on a frozen CLIP.
 
 Example (offline, the embedded toy CLIP):
-  python -m pini_core train --dataset toy-colourcast --shots 16 --epochs 30 --out runs/colourcast
+  python -m pini_core train --dataset toy-clutter --shots 16 --epochs 100 --lr 0.02 --no-augment --out runs/clutter
 Real CLIP on a CoOp-layout dataset:
   python -m pini_core train --model ViT-B-16 --pretrained openai --dataset oxford_pets --root /data \
       --shots 16 --epochs 200 --lr 2e-3 --out runs/pets16
@@ -69,6 +69,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
+    import torch
+
     from ..checkpoint import save_pini
     from ..data.fewshot import fewshot_splits
     from ..model import PiNIModel
@@ -77,6 +79,7 @@ def run(args) -> int:
     noise = noise_from_args(args)
     bb = backbone_from_args(args)
     splits = fewshot_splits(dataset_from_args(args, seed=args.seed), args.shots, args.seed)
+    torch.manual_seed(args.seed)  # the generators' initial weights follow --seed too
     model = PiNIModel(bb, splits.classnames, splits.template, noise)
     cfg = TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, precision=args.train_precision,
                       aug_views=args.aug_views, augment=not args.no_augment, seed=args.seed,
