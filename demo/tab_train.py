@@ -194,6 +194,10 @@ def build(ctx: BuildContext) -> None:
         if test and history:
             progress(0.99, desc="Evaluating on test images ...")
             metrics = {f"test_accuracy_{m}": evaluate(method, bb, test, mode=m)["accuracy"] for m in ("mean",)}
+            # the same images without noise: what the training bought
+            plain = PiNIModel(bb, few.classnames, few.template, NoiseConfig(visual_location="none",
+                                                                           text_location="none"))
+            metrics["zero_shot_accuracy"] = evaluate(plain, bb, test)["accuracy"]
         files = None
         label = f"trained here ({where}, {len(history)} epochs)"
         if history:
@@ -204,7 +208,9 @@ def build(ctx: BuildContext) -> None:
             folder = save_pini(method, new_scratch_dir(state, "ckpt-"), metrics=dict(metrics, epochs=len(history)))
             files = sorted(str(p) for p in folder.iterdir() if p.is_file())
         acc_txt = "".join(f" Test accuracy ({m.split('_')[-1]} mode, {len(test)} images): {v:.1f}%."
-                          for m, v in metrics.items())
+                          for m, v in metrics.items() if m.startswith("test_accuracy_"))
+        if "zero_shot_accuracy" in metrics:
+            acc_txt += f" Zero-shot CLIP on the same images: {metrics['zero_shot_accuracy']:.1f}%."
         from demo.tab_model import generator_status
 
         if not history:

@@ -60,6 +60,10 @@ def trained(url, toy_task):
     c = new_client(url)
     job, updates, final = train(c, toy_task, shots=2, epochs=2, visual=V_IMAGE_CNN, text=T_PROMPT)
     assert "Finished" in final[0], final[0]
+    # trained and zero-shot accuracy on the same test images, both real percentages
+    accs = [float(x) for x in re.findall(r"(?:Test accuracy \(mean mode, \d+ images\)|Zero-shot CLIP on the same "
+                                         r"images): ([0-9.]+)%", final[0])]
+    assert len(accs) == 2 and all(0.0 < a <= 100.0 for a in accs), final[0]
     return c, final
 
 
