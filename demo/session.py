@@ -6,7 +6,6 @@ Backbones themselves are shared read-only across sessions (see `demo.backbones`)
 """
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 import threading

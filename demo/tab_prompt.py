@@ -32,7 +32,6 @@ def build(ctx: BuildContext) -> None:
     @friendly
     @gpu
     def decode(n_draws, k_words, seed_v, state: SessionState, progress=gr.Progress()):
-        import pandas as pd
 
         backbone(state, progress)
         method = generator(state)

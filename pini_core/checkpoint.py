@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Dict, Optional
 
@@ -22,7 +21,7 @@ from huggingface_hub import ModelHubMixin
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from . import __version__
+from . import __version__, atomic
 from .backbone import Backbone
 from .model import PiNIModel
 from .noise import NoiseConfig
@@ -61,11 +60,9 @@ def save_pini(model: PiNIModel, path: str | os.PathLike, metrics: Optional[Dict[
     failure at any point leaves a previous checkpoint at `path` intact."""
     folder = Path(path)
     folder.mkdir(parents=True, exist_ok=True)
-    weights = folder / WEIGHTS_NAME
-    fd, tmp_w = tempfile.mkstemp(dir=folder, prefix=f".{WEIGHTS_NAME}.", suffix=".tmp")
-    os.close(fd)
-    tmp_c = None
-    try:
+    # Weights first, to a temporary name: the config records their hash. Nothing at `path`
+    # is replaced until both files are complete (an unserialisable metric fails first).
+    with atomic.atomic_path(folder / WEIGHTS_NAME) as tmp_w:
         save_file({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}, tmp_w,
                   metadata={"format": FORMAT})
         config = {
@@ -79,21 +76,8 @@ def save_pini(model: PiNIModel, path: str | os.PathLike, metrics: Optional[Dict[
             "weights_sha256": _sha256(Path(tmp_w)),
             **(extra or {}),
         }
-        text = json.dumps(config, indent=2, default=_jsonable)  # fails here, before anything is replaced
-        fd, tmp_c = tempfile.mkstemp(dir=folder, prefix=f".{CONFIG_NAME}.", suffix=".tmp")
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        for t in (tmp_w, tmp_c):
-            os.chmod(t, 0o644)  # mkstemp makes 0600; a checkpoint is meant to be shared
-        os.replace(tmp_w, weights)
-        os.replace(tmp_c, folder / CONFIG_NAME)
-    except BaseException:
-        for t in (tmp_w, tmp_c):
-            if t:
-                Path(t).unlink(missing_ok=True)
-        raise
+        text = json.dumps(config, indent=2, default=_jsonable)
+    atomic.write_text(folder / CONFIG_NAME, text)
     return folder
 
 

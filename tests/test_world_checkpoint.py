@@ -1,7 +1,6 @@
 """The shipped embedded CLIP (checkpoints/toyclip): format, size, and that it reproduces
 the zero-shot accuracies recorded in its pini_meta.json."""
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest

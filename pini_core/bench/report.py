@@ -10,27 +10,12 @@ import tempfile
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional
 
+from .. import atomic
 from . import plots, tables
 from .results import latest_per_setting
 
 TABLES_FILE = "tables.md"
 META_FILE = "meta.json"
-
-
-def _atomic_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _slug(label: str) -> str:
@@ -54,7 +39,7 @@ def write_report(records: Iterable[dict], out_dir: str | os.PathLike, meta: Opti
     header = "# Benchmark results (measured)\n\n"
     if meta and meta.get("description"):
         header += meta["description"].strip() + "\n\n"
-    _atomic_text(out / TABLES_FILE, header + tables.all_tables(recs))
+    atomic.write_text(out / TABLES_FILE, header + tables.all_tables(recs))
     written.append(out / TABLES_FILE)
     backbones = list(dict.fromkeys(r["backbone"] for r in recs))
     for b, names in figure_names(backbones).items():
@@ -64,7 +49,7 @@ def write_report(records: Iterable[dict], out_dir: str | os.PathLike, meta: Opti
         if method and has_zs:
             written.append(plots.figure6(recs, b, out / names["fig6"], method=method))
     if meta is not None:
-        _atomic_text(out / META_FILE, json.dumps(meta, indent=2, sort_keys=True, default=str) + "\n")
+        atomic.write_text(out / META_FILE, json.dumps(meta, indent=2, sort_keys=True, default=str) + "\n")
         written.append(out / META_FILE)
     return written
 

@@ -9,10 +9,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Dict, Iterable, List
+
+from .. import atomic
 
 # Fields that identify a cell; `config` is a short hash of the method's settings
 # (epochs, lr, ...) so that a changed setting is a new cell, never a silent reuse.
@@ -93,23 +94,8 @@ class ResultsFile:
         data = self.path.read_bytes()[:good_end]
         if data and not data.endswith(b"\n"):
             data += b"\n"
-        self._atomic_write(data)
+        atomic.write_bytes(self.path, data)
         return True
-
-    def _atomic_write(self, data: bytes) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=self.path.name + ".", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, self.path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
 
     def append(self, record: dict) -> None:
         """Append one finished cell: a single write of one line, flushed and fsync'ed."""

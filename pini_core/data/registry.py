@@ -3,7 +3,7 @@ toy tasks, CoOp-layout folders and ImageFolder trees the same way."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Sequence, Tuple, Union
+from typing import Callable, Dict, List, Tuple, Union
 
 from PIL import Image
 

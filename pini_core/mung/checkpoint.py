@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 
+from .. import atomic
 from .config import MuNGConfig, atomic_write_text
 from .generator import MuNGGenerator
 
@@ -24,15 +23,8 @@ def save_generator(generator: MuNGGenerator, path, metadata: dict | None = None)
     wpath, jpath = _paths(path)
     wpath.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in generator.state_dict().items()}
-    fd, tmp = tempfile.mkstemp(dir=wpath.parent, prefix=f".{wpath.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic.atomic_path(wpath) as tmp:
         save_file(state, tmp, metadata={"format": "pt", "kind": "mung-generator"})
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, wpath)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     doc = {"kind": "mung-generator", "config": generator.config.to_dict(),
            "num_parameters": generator.num_parameters(), "metadata": metadata or {}}
     atomic_write_text(jpath, json.dumps(doc, indent=2))

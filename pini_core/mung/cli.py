@@ -17,13 +17,12 @@ import argparse
 import json
 import shlex
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 from .checkpoint import load_generator, save_generator
-from .config import MuNGConfig, atomic_write_text
+from .config import MuNGConfig
 from .generator import MuNGGenerator
 from .injector import MuNGInjector
 from .hf_host import load_host
@@ -205,7 +204,6 @@ def run(args) -> int:
     if args.mung_command == "train":
         return _run_train(args)
     if args.mung_command == "answer":
-        from pini_core.mung.toy_mllm import image_to_tensor  # noqa: F401  (validates PIL availability)
         from PIL import Image, UnidentifiedImageError
         try:
             img = Image.open(args.image).convert("RGB")

@@ -4,9 +4,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from .. import atomic
 
 SIGMA_MODES = ("abs", "exp")
 ATTN_SCALES = ("head", "model", "none")
@@ -77,15 +78,5 @@ class MuNGConfig:
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    """Write text via a temp file in the same folder + os.replace (never leaves a half file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)          # mkstemp makes 0600; checkpoints must be readable by the app
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """Write text atomically (see pini_core.atomic)."""
+    atomic.write_text(path, text)

@@ -8,7 +8,6 @@ finite weights are kept).
 """
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 

@@ -8,11 +8,10 @@ class in the file name is the true label.
 from __future__ import annotations
 
 import argparse
-import os
-import tempfile
 from pathlib import Path
 from typing import Dict, List
 
+from .. import atomic
 from .scene import SHAPES
 from .tasks import TASK_DOMAINS, load_task
 
@@ -36,11 +35,8 @@ def write_examples(out: str | Path = DEFAULT_OUT, per_task: int = 6, seed: int =
         # the test split is interleaved by class, so its first items cover distinct classes
         for i, (img, label) in enumerate(splits.test[:per_task]):
             path = folder / f"{i:02d}_{splits.classnames[label]}.png"
-            fd, tmp = tempfile.mkstemp(dir=folder, suffix=".png.tmp")
-            os.close(fd)
-            img.save(tmp, format="PNG")
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, path)
+            with atomic.atomic_path(path) as tmp:
+                img.save(tmp, format="PNG")
             paths.append(path)
         written[task] = paths
     return written

@@ -41,13 +41,11 @@ Output (open_clip "local-dir" format, loadable with
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import platform
 import random
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Dict, List
@@ -55,6 +53,7 @@ from typing import Dict, List
 import numpy as np
 import torch
 
+from .. import atomic
 from .captions import caption
 from .render import render
 from .scene import SHAPES, sample_scene
@@ -182,26 +181,15 @@ class CaptionedBatches(torch.utils.data.IterableDataset):
             yield images, tokens
 
 
-def _save_atomic_json(obj, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(obj, f, indent=2)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
-
-
 def save_checkpoint(model, cfg: Dict, image_size: int, out: Path) -> None:
     from safetensors.torch import save_file
 
     out.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().to(torch.float16).contiguous() for k, v in model.state_dict().items()}
-    fd, tmp = tempfile.mkstemp(dir=out, suffix=".tmp")
-    os.close(fd)
-    save_file(state, tmp)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, out / "open_clip_model.safetensors")
-    _save_atomic_json({"model_cfg": cfg, "preprocess_cfg": preprocess_config(image_size)},
-                      out / "open_clip_config.json")
+    with atomic.atomic_path(out / "open_clip_model.safetensors") as tmp:
+        save_file(state, tmp)
+    atomic.write_json(out / "open_clip_config.json",
+                      {"model_cfg": cfg, "preprocess_cfg": preprocess_config(image_size)})
 
 
 def evaluate_source(path: Path, n: int, seed: int) -> Dict[str, float]:
@@ -324,7 +312,7 @@ def run(args) -> int:
     if args.eval_tasks:
         from .tasks import zero_shot_table
         meta["zero_shot_tasks"] = zero_shot_table(out)
-    _save_atomic_json(meta, out / "pini_meta.json")
+    atomic.write_json(out / "pini_meta.json", meta)
     size_mb = (out / "open_clip_model.safetensors").stat().st_size / 2**20
     print(f"saved {out} ({size_mb:.2f} MiB weights) in {train_seconds / 60:.1f} min of training")
     return 0

@@ -13,6 +13,7 @@ from typing import List, Sequence, Tuple
 import numpy as np
 import torch
 
+from .. import atomic
 from .render import render
 from .scene import SHAPES, sample_scene
 
@@ -121,7 +122,6 @@ def run(args) -> int:
     import json
     import os
     import sys
-    import tempfile
 
     if args.samples < 10:
         raise SystemExit("--samples must be >= 10")
@@ -136,11 +136,7 @@ def run(args) -> int:
         meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
         meta["zero_shot"] = res
         meta["zero_shot_command"] = " ".join(["python -m pini_core.world.zeroshot"] + sys.argv[1:])
-        fd, tmp = tempfile.mkstemp(dir=meta_path.parent, suffix=".tmp")
-        with os.fdopen(fd, "w") as f:
-            json.dump(meta, f, indent=2)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, meta_path)
+        atomic.write_json(meta_path, meta)
         print(f"recorded in {meta_path}")
     return 0
 
