@@ -85,7 +85,8 @@ def main(argv=None) -> int:
         ex = [n for n, _ in examples_for("embedded")]
         from demo.shipped import shipped_task
 
-        task = shipped_task() if shipped_task() in toy_tasks() else toy_tasks()[0]
+        shipped = shipped_task()
+        task = shipped if shipped in toy_tasks() else toy_tasks()[0]
         from pini_core.world.tasks import classnames_of
 
         classes = ", ".join(classnames_of(task))

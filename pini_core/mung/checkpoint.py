@@ -8,7 +8,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from .. import atomic
-from .config import MuNGConfig, atomic_write_text
+from .config import MuNGConfig
 from .generator import MuNGGenerator
 
 
@@ -27,7 +27,7 @@ def save_generator(generator: MuNGGenerator, path, metadata: dict | None = None)
         save_file(state, tmp, metadata={"format": "pt", "kind": "mung-generator"})
     doc = {"kind": "mung-generator", "config": generator.config.to_dict(),
            "num_parameters": generator.num_parameters(), "metadata": metadata or {}}
-    atomic_write_text(jpath, json.dumps(doc, indent=2))
+    atomic.write_json(jpath, doc)
     return wpath
 
 

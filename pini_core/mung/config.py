@@ -67,7 +67,7 @@ class MuNGConfig:
         return cls(**d)
 
     def save(self, path: str | os.PathLike) -> None:
-        atomic_write_text(Path(path), json.dumps(self.to_dict(), indent=2))
+        atomic.write_json(path, self.to_dict())
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "MuNGConfig":
@@ -75,8 +75,3 @@ class MuNGConfig:
         if not path.is_file():
             raise FileNotFoundError(f"MuNG config not found: {path}")
         return cls.from_dict(json.loads(path.read_text()))
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write text atomically (see pini_core.atomic)."""
-    atomic.write_text(path, text)
