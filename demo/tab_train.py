@@ -194,10 +194,11 @@ def build(ctx: BuildContext) -> None:
         if test and history:
             progress(0.99, desc="Evaluating on test images ...")
             metrics = {f"test_accuracy_{m}": evaluate(method, bb, test, mode=m)["accuracy"] for m in ("mean",)}
-            # the same images without noise: what the training bought
-            plain = PiNIModel(bb, few.classnames, few.template, NoiseConfig(visual_location="none",
-                                                                           text_location="none"))
-            metrics["zero_shot_accuracy"] = evaluate(plain, bb, test)["accuracy"]
+            # the same images without noise (as the Classify tab computes it): what the training bought
+            from pini_core.baselines import ZeroShotCLIP
+
+            metrics["zero_shot_accuracy"] = evaluate(ZeroShotCLIP(bb, few.classnames, few.template), bb,
+                                                     test)["accuracy"]
         files = None
         label = f"trained here ({where}, {len(history)} epochs)"
         if history:

@@ -442,8 +442,7 @@ class Benchmark:
             return method
         if m in ("tip_adapter", "tip_adapter_f"):
             views = encode_images(bb, data.train, batch_size=self.cfg.batch_size, augment=self.cfg.augment,
-                                  views=recipe["augment_views"] if self.cfg.augment else 1, seed=cell.seed,
-                                  progress=False)
+                                  views=recipe["augment_views"], seed=cell.seed, progress=False)
             if views.dim() == 2:
                 views = views.unsqueeze(0)
             y = labels_of(data.train)
