@@ -1,7 +1,7 @@
 """Benchmark the app: cold start of `python app.py` to a served page, then each tab's
 response time on the embedded model, through the same API the browser uses.
 
-    python -m demo.bench_app [--repeats 3] [--out results/app_bench.json]
+    python -m pini_core app-bench [--repeats 3] [--out results/app_bench.json]
 
 Not a test: it measures and reports (targets: cold start <= 15 s, each visualisation
 <= 1 s, MuNG relevance maps <= 3 s). Run it on an otherwise idle machine.
@@ -53,14 +53,15 @@ def _timed(fn, repeats: int):
             "runs": [round(x, 3) for x in times]}, out
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_arguments(ap: argparse.ArgumentParser) -> None:
+    """Options of `python -m pini_core app-bench` (pini_core/cli.py COMMANDS)."""
+    ap.description = __doc__.split("\n\n")[0]
     ap.add_argument("--repeats", type=int, default=3, help="calls per tab (the median is reported)")
     ap.add_argument("--epochs", type=int, default=3, help="epochs of the short training run")
     ap.add_argument("--out", default=str(REPO / "results" / "app_bench.json"), help="where to write the JSON")
-    args = ap.parse_args(argv)
 
+
+def run(args) -> int:
     from gradio_client import Client
 
     port = _free_port()
@@ -136,7 +137,3 @@ def main(argv=None) -> int:
     print(json.dumps(results, indent=2))
     print(f"written to {out}")
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,6 +1,10 @@
 """Assemble the tabs into one gr.Blocks and launch it with safe serving settings."""
 from __future__ import annotations
 
+import asyncio
+import atexit
+import contextlib
+import logging
 import os
 from typing import Any, Dict, Optional
 
@@ -8,7 +12,9 @@ import gradio as gr
 
 from demo import backbones
 from demo.context import BuildContext
-from demo.session import APP_TMP, SessionState, cleanup_session
+from demo.session import APP_TMP, ScratchSpace, SessionState, cleanup_session, new_space, session_ttl_s, sweep_every_s
+
+log = logging.getLogger("pini.app")
 
 TITLE = "π-noise: beneficial noise for vision-language models"
 MAX_UPLOAD = "200mb"  # Gradio's own cap per uploaded file; images are further limited in pini_core.uploads
@@ -23,15 +29,68 @@ browser session.
 """
 
 
+class PiniBlocks(gr.Blocks):
+    """gr.Blocks whose server, through Gradio's lifespan hook (`launch(app_kwargs=...)`), sweeps
+    idle sessions' scratch folders while it runs and removes all of them when it stops."""
+
+    scratch: ScratchSpace
+
+    def launch(self, *args, app_kwargs: Optional[Dict[str, Any]] = None, **kwargs):
+        app_kwargs = dict(app_kwargs or {})
+        app_kwargs["lifespan"] = self._lifespan(app_kwargs.get("lifespan"))
+        return super().launch(*args, app_kwargs=app_kwargs, **kwargs)
+
+    def _lifespan(self, user_lifespan):
+        space = self.scratch
+
+        @contextlib.asynccontextmanager
+        async def lifespan(fastapi_app):
+            async def janitor():
+                while True:
+                    await asyncio.sleep(sweep_every_s())
+                    try:
+                        removed = await asyncio.to_thread(space.sweep)
+                        if removed:
+                            log.info("removed the scratch folders of %d idle session(s)", len(removed))
+                    except Exception:  # noqa: BLE001 - the janitor must keep running
+                        log.exception("sweeping idle sessions failed")
+
+            task = asyncio.create_task(janitor())
+            try:
+                async with contextlib.AsyncExitStack() as stack:
+                    if user_lifespan is not None:
+                        await stack.enter_async_context(user_lifespan(fastapi_app))
+                    yield
+            finally:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+                space.close()
+
+        return lifespan
+
+    def close(self, verbose: bool = True) -> None:
+        """Stop the server and remove every session's scratch folder."""
+        super().close(verbose)
+        self.scratch.close()
+
+
 def build_app(default_model: Optional[str] = None) -> gr.Blocks:
+    """The whole app (all tabs) on the backbone `default_model` (see `backbones.default_spec`)."""
     from demo import tab_classify, tab_learn, tab_model, tab_mung, tab_noise, tab_prompt, tab_train
 
     spec = backbones.default_spec(default_model)
     APP_TMP.mkdir(parents=True, exist_ok=True)
+    space = new_space(APP_TMP)  # this app's scratch folders (and those of dead app processes removed)
+    atexit.register(space.close)  # also when the process ends without a clean shutdown of the server
     # delete_cache: every hour, remove cached files (uploads, returned images, checkpoints)
     # older than two hours, so a long-running Space does not fill its disk.
-    with gr.Blocks(title=TITLE, analytics_enabled=False, delete_cache=(3600, 7200)) as app:
-        session = gr.State(SessionState(backbone_spec=spec), delete_callback=cleanup_session)
+    with PiniBlocks(title=TITLE, analytics_enabled=False, delete_cache=(3600, 7200)) as app:
+        app.scratch = space
+        # time_to_live: Gradio drops (and delete_callback cleans) the state of a session whose state
+        # was not updated for that long; the scratch janitor covers sessions Gradio never stores.
+        session = gr.State(SessionState(backbone_spec=spec, scratch_root=str(space.root)),
+                           time_to_live=session_ttl_s(), delete_callback=cleanup_session)
         gr.Markdown(INTRO)
         ctx = BuildContext(session=session, default_spec=spec)
         wire_model, gen_status = tab_model.build(session, spec, ctx.example_dropdowns)

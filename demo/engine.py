@@ -10,6 +10,8 @@ import importlib
 import importlib.util
 from typing import Dict, List, Tuple
 
+from pini_core.errors import PiniError
+
 # part -> (module, attribute, what it gives the app)
 PARTS: Dict[str, Tuple[str, str, str]] = {
     "backbone": ("pini_core.backbone", "load_backbone", "CLIP backbones"),
@@ -55,7 +57,7 @@ def get(part: str):
     return getattr(mod, attr)
 
 
-class EngineMissing(RuntimeError):
+class EngineMissing(PiniError, RuntimeError):
     """An engine part the app needs is not there (yet)."""
 
 

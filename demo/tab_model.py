@@ -7,7 +7,9 @@ import gradio as gr
 
 from demo import backbones
 from demo.session import SessionState
-from demo.util import example_choices, friendly
+from pini_core.errors import PiniError
+
+from demo.util import example_choices, friendly, scrub_paths
 
 
 def generator_status(session: SessionState) -> str:
@@ -26,9 +28,7 @@ def build(session: gr.State, default_spec: str, example_dropdowns: List[gr.Dropd
     with gr.Group():
         with gr.Row():
             model = gr.Dropdown(choices=backbones.choices_with(default_spec), value=default_spec,
-                                allow_custom_value=True, scale=3,
-                                label="CLIP model (or type NAME:TAG, NAME:/path/weights.safetensors, "
-                                      "local-dir:/path)")
+                                allow_custom_value=True, scale=3, label=backbones.box_label())
             load_btn = gr.Button("Load model", variant="primary", scale=1)
         model_status = gr.Markdown("Loading the model ...", elem_id="model-status")
         with gr.Accordion("Load a generator checkpoint", open=False), gr.Row():
@@ -41,7 +41,14 @@ def build(session: gr.State, default_spec: str, example_dropdowns: List[gr.Dropd
     @friendly
     def load_model(spec: str, state: SessionState, progress=gr.Progress()):
         spec = (spec or "").strip() or backbones.default_spec()
-        backbones.parse_spec(spec)  # clear message for an empty / malformed spec
+        try:  # a visitor's spec: no server paths, no oversized builds (checked before anything is opened)
+            backbones.check_visitor_spec(spec, default_spec)
+        except PiniError as e:
+            keep = state.backbone_spec
+            msg = f"**Not loaded: {scrub_paths(spec)[:200]}.** {scrub_paths(str(e))}"
+            if keep and backbones.CACHE.get_loaded(keep) is not None:
+                msg += f"\n\nStill using: {backbones.label_for(keep)}."
+            return [msg, state, generator_status(state), *[gr.update() for _ in example_dropdowns]]
         progress(0.05, desc=f"Loading {backbones.label_for(spec)} (first time: download/initialise) ...")
         try:
             bb = backbones.CACHE.load(spec)
@@ -93,10 +100,13 @@ def build(session: gr.State, default_spec: str, example_dropdowns: List[gr.Dropd
             raise gr.Error(f"Choose the two files of a checkpoint together: {WEIGHTS_NAME} and {CONFIG_NAME} "
                            "(the Train tab's download gives both).", print_exception=False)
         bb = backbone(state, progress)
-        folder = new_scratch_dir(state, "ckpt-")
-        for name, p in names.items():
-            shutil.copy(p, folder / name)
-        model = load_pini(folder, bb)
+        folder = new_scratch_dir(state, "load-")
+        try:  # the loaded model lives in memory: the copy is not kept
+            for name, p in names.items():
+                shutil.copy(p, folder / name)
+            model = load_pini(folder, bb)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
         same_task = state.method is not None and list(state.method.classnames) == list(model.classnames)
         state.set_generator(model, "loaded checkpoint", state.backbone_spec or backbones.default_spec())
         if not same_task:  # held-out images of another task would be meaningless for the meter

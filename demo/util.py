@@ -5,18 +5,65 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
-from typing import Callable, Optional
+import os
+import re
+import sys
+import tempfile
+import uuid
+from typing import Callable, List, Optional, Tuple
 
 import gradio as gr
 
+from pini_core.errors import PiniError
+
 from demo import backbones
-from demo.engine import EngineMissing
-from demo.session import SessionState
+from demo.session import APP_TMP, SessionState, in_use
 
 log = logging.getLogger("pini.app")
 
-# Exceptions whose message is written for people (see pini_core's error classes).
-_USER_ERRORS = (ValueError, KeyError, FileNotFoundError, EngineMissing)
+
+def _path_roots() -> List[Tuple[str, int]]:
+    """(server folder, how many path components below it are server-made) for every folder
+    whose paths must not reach a visitor. Below the app's scratch folder come the process run
+    folder, the session and the scratch folder (`pini-app/run-*/<session>/data-*/cat/1.png` ->
+    `cat/1.png`); below Gradio's upload cache one hash folder (`gradio/<hash>/photo.png` ->
+    `photo.png`). Paths under the other roots are shown by their last name only (-1)."""
+    roots: List[Tuple[str, int]] = [(str(APP_TMP), 3)]
+    gradio_cache = os.environ.get("GRADIO_TEMP_DIR") or os.path.join(tempfile.gettempdir(), "gradio")
+    roots.append((os.path.abspath(gradio_cache), 1))
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    for extra in (tempfile.gettempdir(), repo, sys.prefix, sys.base_prefix, os.path.expanduser("~")):
+        if extra and len(extra) > 1:
+            roots.append((os.path.abspath(extra), -1))
+    # longest first, so the most specific root wins
+    out, seen = [], set()
+    for r, n in sorted(roots, key=lambda x: -len(x[0])):
+        for form in {r, os.path.realpath(r)}:
+            if form not in seen:
+                seen.add(form)
+                out.append((form, n))
+    return out
+
+
+def scrub_paths(message: str) -> str:
+    """`message` without server paths: files of a visitor's upload are shown by their own names
+    (as inside their zip, or as they uploaded them), any other server path by its last name."""
+    roots = _path_roots()
+    pattern = re.compile("(?:" + "|".join(re.escape(r) for r, _ in roots) + r")(?![\w.-])(?:/[^\s'\"]*)?")
+
+    def repl(m: "re.Match[str]") -> str:
+        text = m.group(0)
+        for root, skip in roots:
+            if text == root or text.startswith(root + "/"):
+                rest = [p for p in text[len(root):].split("/") if p]
+                if skip == 3 and len(rest) > 3 and rest[2].startswith(".unpack-"):
+                    skip = 4  # a zip being unpacked: <run>/<session>/.unpack-*/d/...
+                if skip >= 0 and len(rest) > skip:
+                    return "/".join(rest[skip:])
+                return rest[-1] if rest else "(a server folder)"
+        return "(a server path)"
+
+    return pattern.sub(repl, message)
 
 
 def _message(e: BaseException) -> str:
@@ -25,42 +72,42 @@ def _message(e: BaseException) -> str:
     return str(e) or type(e).__name__
 
 
-def _is_user_error(e: BaseException) -> bool:
-    if isinstance(e, _USER_ERRORS):
-        return True
-    # pini_core's own error classes (BackboneError, UploadError, ...) carry advice.
-    return type(e).__module__.startswith("pini_core")
-
-
 def _to_gr_error(e: BaseException) -> gr.Error:
+    """PiniError (and gr.Error) -> its message, without server paths; anything else is a bug:
+    logged with its traceback, shown as a generic line with an id to find it in the log."""
     if isinstance(e, gr.Error):
+        e.message = scrub_paths(str(e.message))
         return e
-    if _is_user_error(e):
-        return gr.Error(_message(e), print_exception=False)
-    log.exception("unexpected error in the app")
-    return gr.Error(f"Something went wrong ({type(e).__name__}: {_message(e)[:300]}). "
+    if isinstance(e, PiniError):
+        return gr.Error(scrub_paths(_message(e)), print_exception=False)
+    ref = uuid.uuid4().hex[:8]
+    log.exception("unexpected error in the app (id %s)", ref)
+    return gr.Error(f"Something went wrong on the server (error id {ref}, {type(e).__name__}). "
                     "The details are in the server log; please try again or report it.",
                     print_exception=False)
 
 
 def friendly(fn: Callable) -> Callable:
-    """Turn exceptions into gr.Error with a readable message (never a traceback in the UI).
-    Works for plain and generator handlers."""
+    """Turn exceptions into gr.Error with a readable message (never a traceback or a server
+    path in the UI), and keep the session's scratch folder from being swept while the handler
+    runs. Works for plain and generator handlers."""
     if inspect.isgeneratorfunction(fn):
         @functools.wraps(fn)
         def gen_wrapper(*args, **kwargs):
-            try:
-                yield from fn(*args, **kwargs)
-            except Exception as e:  # noqa: BLE001 - converted for the user
-                raise _to_gr_error(e) from e
+            with in_use(*args, *kwargs.values()):
+                try:
+                    yield from fn(*args, **kwargs)
+                except Exception as e:  # noqa: BLE001 - converted for the user
+                    raise _to_gr_error(e) from e
         return gen_wrapper
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except Exception as e:  # noqa: BLE001 - converted for the user
-            raise _to_gr_error(e) from e
+        with in_use(*args, *kwargs.values()):
+            try:
+                return fn(*args, **kwargs)
+            except Exception as e:  # noqa: BLE001 - converted for the user
+                raise _to_gr_error(e) from e
     return wrapper
 
 

@@ -16,7 +16,7 @@ import difflib
 import hashlib
 import os
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -27,9 +27,16 @@ EMBEDDED_NAMES = ("embedded", "pini-toyclip")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 EMBEDDED_DIR = REPO_ROOT / "checkpoints" / "toyclip"
 PRECISIONS = ("fp32", "fp16", "bf16", "amp")
+# OpenAI CLIP's pixel normalisation (open_clip's OPENAI_DATASET_MEAN / _STD): the one copy in
+# pini_core; a backbone's own preprocess config overrides it.
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
-class BackboneError(RuntimeError):
+from pini_core.errors import ModelLoadError  # noqa: E402  (one error hierarchy, issue 12)
+
+
+class BackboneError(ModelLoadError, RuntimeError):
     """A backbone could not be loaded; the message says what to do instead."""
 
 
@@ -75,6 +82,98 @@ def _looks_like_path(s: str) -> bool:
     return os.sep in s or s.endswith((".safetensors", ".bin", ".pt", ".pth")) or os.path.exists(s)
 
 
+def _short(text: str, limit: int = 300) -> str:
+    """`text` on one line, at most `limit` characters, cut at a word boundary (never mid-word)."""
+    text = " ".join(str(text).split())
+    if len(text) <= limit:
+        return text
+    cut = text[:limit + 1].rsplit(" ", 1)[0].rstrip(" ,;:")
+    return (cut if cut else text[:limit]) + " ..."
+
+
+def _is_torchscript_archive(path: str) -> bool:
+    """True for a TorchScript archive (torch.jit.save; OpenAI's CLIP .pt files): a zip
+    holding ``constants.pkl`` and compiled ``code/``, not a plain torch.save state dict."""
+    import zipfile
+
+    try:
+        if not zipfile.is_zipfile(path):
+            return False
+        with zipfile.ZipFile(path) as z:
+            names = z.namelist()
+    except (OSError, zipfile.BadZipFile):
+        return False
+    return any(n.endswith("/constants.pkl") or n == "constants.pkl" for n in names)
+
+
+def _torchscript_state_dict(path: str) -> Dict[str, torch.Tensor]:
+    """The tensors of a TorchScript archive, read as open_clip reads OpenAI's .pt files
+    (``torch.jit.load(..., map_location="cpu").state_dict()``, minus the non-tensor
+    entries input_resolution / context_length / vocab_size). TorchScript's loader rebuilds
+    only TorchScript types; no Python object of the file is unpickled."""
+    try:
+        archive = torch.jit.load(path, map_location="cpu")
+    except (RuntimeError, ValueError, OSError) as e:
+        raise BackboneError(f"Could not read the TorchScript archive {path}: {_short(e, 200)}. The file is "
+                            "damaged or was written by a newer PyTorch.") from e
+    state = {k: v.detach().clone() for k, v in archive.state_dict().items()}
+    for key in ("input_resolution", "context_length", "vocab_size"):
+        state.pop(key, None)
+    return state
+
+
+def _load_error_text(e: BaseException) -> str:
+    """What went wrong loading a weights file, in words a user can act on. A pickle that
+    holds more than tensors is refused as such (loading it would run code from the file):
+    never suggest weights_only=False."""
+    text = str(e)
+    low = text.lower()
+    if "weights_only" in low or "weights only" in low or type(e).__name__ == "UnpicklingError":
+        return ("the file is a pickle holding Python objects besides tensors, which pini_core does not load "
+                "(unpickling them could run code from the file). Use a .safetensors file, a .pt/.bin that holds "
+                "only a state dict of tensors, or an OpenAI TorchScript .pt")
+    return _short(text.strip().splitlines()[0] if text.strip() else type(e).__name__, 300)
+
+
+def _from_weights_file(name: str, path: str, create) -> tuple:
+    """(model, train_preprocess, preprocess) of architecture `name` with the weights in
+    the local file `path`. `create(**kwargs)` is open_clip's factory for `name`.
+
+    .safetensors and tensor-only torch files go through open_clip (``weights_only=True``);
+    a TorchScript archive (OpenAI's original CLIP .pt) is read with
+    :func:`_torchscript_state_dict` into a QuickGELU build of `name` (OpenAI's CLIPs use
+    QuickGELU, as open_clip's ``openai`` tags do). Raises BackboneError (one line, never cut
+    mid-word) when the file is missing, a folder, unreadable, or belongs to another model."""
+    if not os.path.exists(path):
+        raise BackboneError(f"Weights file not found: {path}")
+    if os.path.isdir(path):
+        raise BackboneError(f"{path} is a folder, not a weights file; for an open_clip model directory use "
+                            f"--model local-dir:{path}")
+    hint = "Check that the file belongs to this model name (open_clip naming)."
+    if _is_torchscript_archive(path):
+        state = _torchscript_state_dict(path)
+        model, train_preprocess, preprocess = create(pretrained=None, force_quick_gelu=True)
+        expected = model.state_dict()
+        buffers = {k for k, _ in model.named_buffers()}
+        state = {k: v for k, v in state.items() if k in expected or k not in buffers}  # non-persistent buffers
+        missing = [k for k in expected if k not in state]
+        unexpected = [k for k in state if k not in expected]
+        wrong = [f"{k} {list(state[k].shape)} vs {list(v.shape)}" for k, v in expected.items()
+                 if k in state and tuple(state[k].shape) != tuple(v.shape)]
+        if missing or unexpected or wrong:
+            detail = "; ".join(x for x in (f"missing {missing[:3]}" if missing else "",
+                                           f"unexpected {unexpected[:3]}" if unexpected else "",
+                                           f"shape {wrong[:2]} (file vs {name})" if wrong else "") if x)
+            raise BackboneError(f"The TorchScript archive {path} does not hold a {name} model ({_short(detail, 240)}). "
+                                + hint)
+        model.load_state_dict(state, strict=True)
+        return model, train_preprocess, preprocess
+    try:
+        return create(pretrained=path)
+    except Exception as e:  # wrong architecture for the file, truncated file, pickled objects, ...
+        raise BackboneError(f"Could not load weights file {path} into {name}: {_load_error_text(e)}. {hint}") from e
+
+
 def _create_with_timeout(fn, timeout: float, what: str, cache_dir: Optional[str]):
     """Run open_clip's factory in a worker thread so an unreachable hub cannot hang us."""
     box: Dict[str, Any] = {}
@@ -86,8 +185,7 @@ def _create_with_timeout(fn, timeout: float, what: str, cache_dir: Optional[str]
             box["error"] = e
 
     # Keep each network attempt short; the thread timeout is the hard limit.
-    os.environ.setdefault("HF_HUB_ETAG_TIMEOUT", "8")
-    os.environ.setdefault("HF_HUB_DOWNLOAD_TIMEOUT", "8")
+    _limit_hub_timeouts()
     t = threading.Thread(target=work, daemon=True, name="pini-load-backbone")
     t.start()
     t.join(timeout)
@@ -128,33 +226,55 @@ def _cached_weights_file(name: str, tag: str, cache_dir: Optional[str]) -> Optio
     return None
 
 
-def _probe_hub(what: str, cache_dir: Optional[str], timeout: float = 5.0) -> None:
-    """Fail fast when the hub cannot be reached (one try, no retries with back-off)."""
-    import socket
-    from urllib.parse import urlparse
+HUB_PROBE_TIMEOUT = 5.0  # seconds the hub gets to answer one HEAD request before we call it offline
+HUB_REQUEST_TIMEOUT = 8  # huggingface_hub's per-request timeouts while downloading (unless set by the user)
 
+
+def _limit_hub_timeouts(seconds: int = HUB_REQUEST_TIMEOUT) -> None:
+    """Cap huggingface_hub's per-request timeouts. They are module constants read when a
+    request is made (HF_HUB_ETAG_TIMEOUT / HF_HUB_DOWNLOAD_TIMEOUT are read from the
+    environment only at import, so setting the variables later has no effect); values the
+    user set in the environment are kept."""
+    from huggingface_hub import constants
+
+    if "HF_HUB_ETAG_TIMEOUT" not in os.environ:
+        constants.HF_HUB_ETAG_TIMEOUT = min(int(constants.HF_HUB_ETAG_TIMEOUT), seconds)
+    if "HF_HUB_DOWNLOAD_TIMEOUT" not in os.environ:
+        constants.HF_HUB_DOWNLOAD_TIMEOUT = min(int(constants.HF_HUB_DOWNLOAD_TIMEOUT), seconds)
+
+
+def _probe_hub(what: str, cache_dir: Optional[str], timeout: float = HUB_PROBE_TIMEOUT) -> None:
+    """Fail fast when the hub does not answer: ONE HTTP HEAD request to the hub endpoint
+    (``HF_ENDPOINT``; proxies as huggingface_hub uses them), no retries. A network that
+    refuses, or accepts the connection and never answers, fails within `timeout` (+1) s
+    with a BackboneError naming the cache and the offline alternatives."""
     if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
         raise BackboneError(f"Pretrained weights for {what} are not in the cache ({_cache_dirs(cache_dir)}) and "
                             "HF_HUB_OFFLINE is set. " + _alternatives())
     from huggingface_hub import constants
+    from huggingface_hub.utils import get_session
 
-    host = urlparse(constants.ENDPOINT).hostname or "huggingface.co"
+    endpoint = constants.ENDPOINT
     box: Dict[str, Any] = {}
 
     def probe():
         try:
-            socket.create_connection((host, 443), timeout=timeout).close()
+            get_session().head(endpoint, timeout=timeout, follow_redirects=False)
             box["ok"] = True
-        except OSError as e:
+        except Exception as e:  # noqa: BLE001 - any failure means: no usable answer
             box["error"] = e
 
-    t = threading.Thread(target=probe, daemon=True)
+    t = threading.Thread(target=probe, daemon=True, name="pini-probe-hub")
     t.start()
     t.join(timeout + 1)
     if not box.get("ok"):
-        reason = box.get("error") or "no answer"
+        err = box.get("error")
+        if err is None or "timeout" in type(err).__name__.lower() or "timed out" in str(err).lower():
+            reason = f"no answer within {timeout:g} s"
+        else:
+            reason = _short(str(err) or type(err).__name__, 160)
         raise BackboneError(f"Pretrained weights for {what} are not in the cache ({_cache_dirs(cache_dir)}) and "
-                            f"{host} cannot be reached ({reason}): offline? " + _alternatives())
+                            f"the hub at {endpoint} cannot be reached ({reason}): offline? " + _alternatives())
 
 
 @dataclass
@@ -168,8 +288,8 @@ class Backbone:
     device: torch.device
     precision: str
     identity: Dict[str, Any]
-    mean: Sequence[float] = field(default_factory=lambda: (0.48145466, 0.4578275, 0.40821073))
-    std: Sequence[float] = field(default_factory=lambda: (0.26862954, 0.26130258, 0.27577711))
+    mean: Sequence[float] = CLIP_MEAN
+    std: Sequence[float] = CLIP_STD
 
     # ----- sizes -------------------------------------------------------------------
     @property
@@ -342,7 +462,7 @@ def embedded_dir() -> Path:
 
 
 def load_backbone(name: str = "embedded", pretrained: Optional[str] = None, *, device: str = "auto",
-                  precision: str = "fp32", cache_dir: Optional[str] = None, timeout: float = 25.0,
+                  precision: str = "fp32", cache_dir: Optional[str] = None, timeout: float = 20.0,
                   model_cfg: Optional[Dict[str, Any]] = None) -> Backbone:
     """Load a frozen CLIP (see module docstring).
 
@@ -391,21 +511,16 @@ def load_backbone(name: str = "embedded", pretrained: Optional[str] = None, *, d
                     f"No pretrained weights given for {name}: a random init is never used silently. "
                     "Pass --pretrained TAG (e.g. openai) or a local weights file. " + _alternatives())
         if pretrained and _looks_like_path(pretrained):
-            if not os.path.exists(pretrained):
-                raise BackboneError(f"Weights file not found: {pretrained}")
-            try:
-                model, train_preprocess, preprocess = build()
-            except Exception as e:  # wrong architecture for the file, truncated file, ...
-                raise BackboneError(f"Could not load weights file {pretrained} into {name}: "
-                                    f"{str(e).splitlines()[0][:300]}. Check that the file belongs to this "
-                                    "model name (open_clip naming).") from e
+            model, train_preprocess, preprocess = _from_weights_file(
+                name, pretrained, lambda **kw: open_clip.create_model_and_transforms(
+                    name, precision=oc_precision, device=dev, cache_dir=cache_dir, **kw))
         elif pretrained:
             cached = _cached_weights_file(name, pretrained, cache_dir)
             if cached:  # load the cached file directly: no network round trip at all
                 pretrained = cached
                 model, train_preprocess, preprocess = build()
             else:
-                _probe_hub(f"{name} ({pretrained})", cache_dir)
+                _probe_hub(f"{name} ({pretrained})", cache_dir, min(HUB_PROBE_TIMEOUT, timeout))
                 model, train_preprocess, preprocess = _create_with_timeout(
                     build, timeout, f"{name} ({pretrained})", cache_dir)
         else:
@@ -422,7 +537,99 @@ def load_backbone(name: str = "embedded", pretrained: Optional[str] = None, *, d
     })
     bb = Backbone(model=model, tokenizer=open_clip.get_tokenizer(name), preprocess=preprocess,
                   train_preprocess=train_preprocess, device=dev, precision=precision, identity=identity,
-                  mean=tuple(pcfg.get("mean", (0.48145466, 0.4578275, 0.40821073))),
-                  std=tuple(pcfg.get("std", (0.26862954, 0.26130258, 0.27577711))))
+                  mean=tuple(pcfg.get("mean", CLIP_MEAN)), std=tuple(pcfg.get("std", CLIP_STD)))
     bb.identity["embed_dim"] = bb.embed_dim
     return bb
+
+
+# ----- backbone specs and weight identity ------------------------------------------------
+# One parser for how users name a backbone (CLI, benchmark, app), and the identities of a
+# backbone's weights. Two identities exist, both recorded in shipped artefacts, so neither
+# digest scheme may change: `_fingerprint` hashes the loaded tensors (Backbone.identity
+# ["fingerprint"]: checkpoints refuse other weights by it); `weights_identity` digests the
+# files *before* loading (the benchmark keys its result cells by it, so retrained weights
+# under the same label make new cells without loading anything).
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """A backbone as users name it: ``[LABEL=]NAME[:PRETRAINED]``.
+
+    ``ViT-B-16:openai``; ``RN50:/w/rn50.pt``; ``embedded``; ``local-dir:/models/x``;
+    ``hf-hub:org/name``. LABEL is what results and tables call it (default: the text
+    itself); the paper's numbers are matched on labels such as ``ViT-B-16:openai``, so a
+    local copy of OpenAI's weights is named ``ViT-B-16:openai=ViT-B-16:/w/ViT-B-16.pt``.
+    `name` / `pretrained` are `load_backbone`'s arguments."""
+
+    label: str
+    name: str
+    pretrained: Optional[str] = None
+
+    @classmethod
+    def parse(cls, text: str, allow_label: bool = True) -> "BackboneSpec":
+        return parse_backbone_spec(text, allow_label)
+
+
+def parse_backbone_spec(text: str, allow_label: bool = True) -> BackboneSpec:
+    """``[LABEL=]NAME[:PRETRAINED]`` -> BackboneSpec (see there).
+
+    ``local-dir:...`` and ``hf-hub:...`` are names (their colon is part of the name); a
+    text without a colon is a name without pretrained weights (``embedded``, or a model
+    built from a config). allow_label=False reads the whole text as NAME[:PRETRAINED]
+    (the app's model box: a path may contain "=").
+    Raises ConfigError (a PiniError) for an empty text or an empty label / name."""
+    from .errors import ConfigError
+
+    text = (text or "").strip()
+    if not text:
+        raise ConfigError("No model given: name a backbone such as embedded, ViT-B-16:openai, "
+                          "NAME:/path/weights.safetensors or local-dir:/path.")
+    label, sep, rest = text.partition("=") if allow_label else (text, "", text)
+    if not sep:
+        label, rest = text, text
+    label, rest = label.strip(), rest.strip()
+    if not label or not rest:
+        raise ConfigError(f"cannot read backbone {text!r}; use LABEL=NAME:PRETRAINED or NAME:PRETRAINED")
+    if rest.startswith(("local-dir:", "hf-hub:")) or ":" not in rest:
+        return BackboneSpec(label=label, name=rest, pretrained=None)
+    name, _, pretrained = rest.partition(":")
+    if not name.strip():
+        raise ConfigError(f"cannot read backbone {text!r}: no model name before ':'")
+    return BackboneSpec(label=label, name=name.strip(), pretrained=pretrained.strip() or None)
+
+
+def _file_digest(path: Path) -> str:
+    """size + sha1 of the first and last MiB: cheap even for GB-sized weights, and any
+    retrained or replaced file changes it."""
+    h = hashlib.sha1()
+    size = path.stat().st_size
+    h.update(f"{path.name}:{size}".encode())
+    with open(path, "rb") as f:
+        h.update(f.read(1 << 20))
+        if size > 2 << 20:
+            f.seek(-(1 << 20), os.SEEK_END)
+            h.update(f.read())
+    return h.hexdigest()[:12]
+
+
+def _model_files(folder: Path) -> List[Path]:
+    """The model itself in an open_clip folder (config + weights), not side files such as metadata."""
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.glob("*") if p.is_file() and (
+        p.name == "open_clip_config.json" or p.suffix in (".safetensors", ".bin", ".pt", ".pth")))
+
+
+def weights_identity(spec: BackboneSpec) -> str:
+    """Identity of a backbone's weights known without loading them: ``files:<digest>,...``
+    of the local files (embedded model, local-dir, weights file; `_file_digest` each), or
+    ``NAME:PRETRAINED`` for a hub tag (the tag pins the weights). Never raises."""
+    files: List[Path] = []
+    if spec.name in EMBEDDED_NAMES:
+        files = _model_files(embedded_dir())
+    elif spec.name.startswith("local-dir:"):
+        files = _model_files(Path(spec.name[len("local-dir:"):]))
+    elif spec.pretrained and os.path.isfile(spec.pretrained):
+        files = [Path(spec.pretrained)]
+    if not files:
+        return f"{spec.name}:{spec.pretrained}"
+    return "files:" + ",".join(_file_digest(p) for p in files)

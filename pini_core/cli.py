@@ -21,8 +21,13 @@ COMMANDS = [
     ("datasets", "pini_core.commands.datasets", "list registered datasets (toy tasks, CoOp layouts, imagefolder)"),
     ("data-check", "pini_core.data.check", "check a dataset's files: counts per split, broken images"),
     ("pretrain", "pini_core.world.pretrain", "pretrain the embedded toy CLIP on the procedural world"),
+    ("zeroshot", "pini_core.world.zeroshot", "the embedded CLIP's zero-shot accuracies (and record them in pini_meta.json)"),
+    ("examples", "pini_core.world.examples", "render example images of every toy task (the app's galleries)"),
     ("bench", "pini_core.bench.cli", "benchmark harness: baselines vs PiNI, paper tables and figures"),
-    ("mung", "pini_core.mung.cli", "MuNG for multimodal LLMs: train / answer"),
+    ("mung", "pini_core.mung.cli", "MuNG for multimodal LLMs: train / answer / eval"),
+    ("mung-params", "pini_core.mung.param_count", "MuNG's parameter count as a share of LLaVA-1.5-7B / Qwen2.5-VL-3B"),
+    ("mung-visualize", "pini_core.mung.visualize", "time (and save) MuNG's attention / relevance figures"),
+    ("app-bench", "demo.bench_app", "benchmark the app: cold start and each tab's response time"),
 ]
 
 
@@ -48,12 +53,33 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "_module", None):
-        parser.print_help()
-        return 2
-    if getattr(args, "_missing", None):
-        print(args._missing, file=sys.stderr)
-        return 2
-    return int(importlib.import_module(args._module).run(args) or 0)
+    """Run one command; returns its exit status.
+
+    Every user-facing error derives from :class:`pini_core.errors.PiniError`: it is printed
+    as one line ``error: <message>`` on stderr and the exit status is 2 (no traceback).
+    Ctrl-C prints ``interrupted`` and gives 130 (128 + SIGINT, the shell convention).
+    Anything else that escapes is a bug and keeps its traceback."""
+    from .errors import PiniError
+
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if not getattr(args, "_module", None):
+            parser.print_help()
+            return 2
+        if getattr(args, "_missing", None):
+            print(args._missing, file=sys.stderr)
+            return 2
+        return int(importlib.import_module(args._module).run(args) or 0)
+    except PiniError as e:
+        print(f"error: {_one_line(e)}", file=sys.stderr)
+        return getattr(e, "exit_code", 2)
+    except KeyboardInterrupt:
+        print("interrupted (Ctrl-C)", file=sys.stderr)
+        return 130
+
+
+def _one_line(e: BaseException) -> str:
+    """The message of `e` on one line (a multi-line message keeps its words, joined by ' | ')."""
+    text = str(e).strip() or type(e).__name__
+    return " | ".join(line.strip() for line in text.splitlines() if line.strip())

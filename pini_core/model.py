@@ -15,14 +15,17 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .backbone import Backbone
-from .data.templates import pini_context_text, pini_prompt_prefix
+from .data.templates import check_prompt_lengths, pini_context_text, pini_prompt_prefix
 from .noise import NoiseConfig, build_text_generator, build_visual_generator, draw_eps, fuse, reparameterise
 from .objective import pi_noise_bound
 
 MODES = ("single", "mean", "average")
 
 
-class PromptError(ValueError):
+from pini_core.errors import ConfigError  # noqa: E402  (one error hierarchy, issue 12)
+
+
+class PromptError(ConfigError, ValueError):
     pass
 
 
@@ -56,6 +59,7 @@ class PiNIModel(nn.Module):
         else:
             self.prompt_format = template if "{}" in template else template.replace("{class}", "{}")
             prefix_text = ""
+        check_prompt_lengths(bb, self.classnames, self.prompt_format)  # one check for every method (issue 12)
         prompts = [self.prompt_format.format(c) for c in self.classnames]
         token_ids = bb.tokenize(prompts)
         if (token_ids[:, -1] != 0).any():
@@ -97,56 +101,125 @@ class PiNIModel(nn.Module):
         return len(self.classnames)
 
     # ------------------------------------------------------------------ text side
+    def prompt_span(self) -> slice:
+        """Token positions the prompt noise lands on: after SOS, the n_ctx "x" placeholders
+        and the template words before the class name (n_prefix positions)."""
+        return slice(1, 1 + self.n_prefix)
+
+    def noisy_prompt_embeddings(self, noise: torch.Tensor, classes: Optional[Sequence[int]] = None) -> torch.Tensor:
+        """Inject prompt noise into the class prompts' word embeddings (Eq. 12's injection).
+
+        noise: [m, P, W] (P = n_prefix, W = token width), one draw shared by all classes
+        (the authors' code). Returns [m, C, L, W]: SOS and the class-name/EOT tokens untouched,
+        the P prefix positions fused with the noise (`noise_cfg.fusion`). `classes`: only
+        these class prompts (C = len(classes)), e.g. [0] when only the shared prefix matters.
+        Raises ValueError if the model has no prompt-level text noise or shapes disagree."""
+        if self.noise_cfg.text_location != "prompt":
+            raise ValueError(f"this model's text noise is at {self.noise_cfg.text_location!r}, not in the prompt")
+        if noise.dim() != 3 or tuple(noise.shape[1:]) != (self.n_prefix, self.prompt_embeds.shape[-1]):
+            raise ValueError(f"prompt noise must be [m, {self.n_prefix}, {self.prompt_embeds.shape[-1]}], "
+                             f"got {list(noise.shape)}")
+        base = self.prompt_embeds if classes is None else self.prompt_embeds[list(classes)]
+        emb = base.unsqueeze(0).expand(noise.shape[0], -1, -1, -1)  # [m, C, L, W]
+        span = self.prompt_span()
+        noisy_prefix = fuse(emb[:, :, span], noise.unsqueeze(1), self.noise_cfg.fusion)
+        return torch.cat([emb[:, :, :span.start], noisy_prefix, emb[:, :, span.stop:]], dim=2)
+
+    def prompt_noise(self, draws: int, mode: str = "sample", generator: Optional[torch.Generator] = None,
+                     classes: Optional[Sequence[int]] = None) -> Dict[str, torch.Tensor]:
+        """One set of prompt-noise draws from the text generator (paper Eq. 12, LE at the prompt).
+
+        Returns {"mu", "sigma": [P, W], "eps", "noise": [m, P, W] (noise = mu + sigma * eps),
+        "embeds": [m, C, L, W] the noisy prompt embeddings (of `classes` only, if given)}.
+        mode "mean": eps = 0.
+        `text_features` uses exactly this; Table 8 decoding reads "embeds" at `prompt_span()`.
+        Raises ValueError if the model has no prompt-level text noise."""
+        if self.noise_cfg.text_location != "prompt":
+            raise ValueError(f"this model's text noise is at {self.noise_cfg.text_location!r}, not in the prompt")
+        mu, sigma = self.text_gen()  # [P, W]
+        eps = draw_eps(tuple(mu.shape), draws, like=mu, mode=mode, generator=generator)
+        noise = reparameterise(mu, sigma, eps)  # Eq. 12: [m, P, W]
+        return {"mu": mu, "sigma": sigma, "eps": eps, "noise": noise,
+                "embeds": self.noisy_prompt_embeddings(noise, classes)}
+
     def text_features(self, draws: int, mode: str = "sample", generator: Optional[torch.Generator] = None,
-                      extras: Optional[Dict[str, torch.Tensor]] = None) -> torch.Tensor:
+                      extras: Optional[Dict[str, torch.Tensor]] = None,
+                      noise: Optional[torch.Tensor] = None) -> torch.Tensor:
         """[m, C, D] text features with text noise eps_t (one draw shared by all classes,
-        as the code), or [1, C, D] without text noise."""
+        as the code), or [1, C, D] without text noise.
+
+        noise: replaces the learned noise at the same injection point ([m, P, W] at the prompt,
+        [m, C, D] at the text feature); used by the meter's random-noise control. The
+        generator is then not run (nothing is added to `extras`)."""
         cfg, bb = self.noise_cfg, self.backbone
         if cfg.text_location == "none":
             return self.base_text_features.unsqueeze(0)
+        mu = sigma = eps = None
         if cfg.text_location == "prompt":
-            mu, sigma = self.text_gen()  # [P, W]
-            eps = draw_eps(tuple(mu.shape), draws, like=mu, mode=mode, generator=generator)
-            noise = reparameterise(mu, sigma, eps)  # Eq. 12: [m, P, W]
-            emb = self.prompt_embeds.unsqueeze(0).expand(draws, -1, -1, -1)  # [m, C, L, W]
-            span = slice(1, 1 + self.n_prefix)  # after SOS: placeholders + template words
-            noisy_prefix = fuse(emb[:, :, span], noise.unsqueeze(1), cfg.fusion)
-            emb = torch.cat([emb[:, :, :1], noisy_prefix, emb[:, :, 1 + self.n_prefix:]], dim=2)
-            c, length = self.token_ids.shape
-            feats = bb.encode_text_embeddings(emb.reshape(draws * c, length, -1), self.token_ids.repeat(draws, 1))
-            out = feats.reshape(draws, c, -1)
+            if noise is None:
+                pn = self.prompt_noise(draws, mode, generator)
+                mu, sigma, eps, noise, emb = pn["mu"], pn["sigma"], pn["eps"], pn["noise"], pn["embeds"]
+            else:
+                emb = self.noisy_prompt_embeddings(noise)
+            # Exact shared-prefix encoding (pini_core.text_prefix): SOS + noisy prefix once per
+            # draw, class suffixes against its cached K/V; full encoder where not covered.
+            from .text_prefix import encode_prompts
+
+            p = self.prompt_span().stop
+            out = encode_prompts(bb, emb[:, 0, :p], emb[0, :, p:], self.token_ids,
+                                 enabled=getattr(self, "shared_prefix", None))  # [m, C, D]
         else:  # text feature level
             base = self.base_text_features
-            mu, sigma = self.text_gen(base)  # [C, D]
-            eps = draw_eps(tuple(mu.shape), draws, like=mu, mode=mode, generator=generator)
-            noise = reparameterise(mu, sigma, eps)
+            if noise is None:
+                mu, sigma = self.text_gen(base)  # [C, D]
+                eps = draw_eps(tuple(mu.shape), draws, like=mu, mode=mode, generator=generator)
+                noise = reparameterise(mu, sigma, eps)
             out = fuse(base.unsqueeze(0), noise, cfg.fusion)
-        if extras is not None:
+        if extras is not None and mu is not None:
             extras.update(text_mu=mu, text_sigma=sigma, text_eps=eps, text_noise=noise)
         return out
 
     # ------------------------------------------------------------------ image side
+    def visual_noise(self, query: torch.Tensor, text: torch.Tensor, tokens: Optional[torch.Tensor] = None):
+        """(mu, sigma, attention) of the visual generator for one draw (Sec. 3.4, Table 1).
+
+        query: [B, D] image features or [B, 3, H, W] pixels; text: [C, D] the draw's text
+        features (keys/values of a CA generator). attention: [B, C] (feature CA) or [B, N, C]
+        (raw-image CA, one row per patch), None for MLP/CNN generators."""
+        out = self.visual_gen(query, text=text, tokens=tokens)
+        return out[0], out[1], (out[2] if len(out) > 2 else None)
+
     def image_features(self, inputs: Dict[str, torch.Tensor], text: torch.Tensor, draws: int,
                        mode: str = "sample", generator: Optional[torch.Generator] = None,
-                       extras: Optional[Dict[str, torch.Tensor]] = None) -> torch.Tensor:
-        """[m, B, D] image features with visual noise eps_v. `text` [m or 1, C, D]."""
+                       extras: Optional[Dict[str, torch.Tensor]] = None,
+                       noise: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """[m, B, D] image features with visual noise eps_v. `text` [m or 1, C, D].
+
+        noise: replaces the learned noise at the same injection point ([m, B, 3, H, W] pixels
+        or [m, B, D] features; the meter's random-noise control); the generator is then not run."""
         cfg, bb = self.noise_cfg, self.backbone
         if cfg.visual_location == "image":
             pixels = inputs["pixels"].to(bb.device).float()
+            if noise is not None:
+                return torch.stack([bb.encode_image(fuse(pixels, n, cfg.fusion)) for n in noise])
             tokens = None
             if getattr(self.visual_gen, "needs_tokens", False):
                 with torch.no_grad():
                     tokens = bb.encode_image_tokens(pixels)
-            feats, mus, sigmas, epss, noisy = [], [], [], [], []
+            feats, mus, sigmas, epss, noisy, attns = [], [], [], [], [], []
             for j in range(draws):
-                mu, sigma = self.visual_gen(pixels, text=text[min(j, text.shape[0] - 1)], tokens=tokens)
+                mu, sigma, attn = self.visual_noise(pixels, text[min(j, text.shape[0] - 1)], tokens)
                 eps = draw_eps(tuple(mu.shape), 1, like=mu, mode=mode, generator=generator)[0]
                 x = fuse(pixels, reparameterise(mu, sigma, eps.unsqueeze(0))[0], cfg.fusion)
                 feats.append(bb.encode_image(x))  # gradients flow through the frozen encoder
                 mus.append(mu), sigmas.append(sigma), epss.append(eps), noisy.append(x.detach())
+                if attn is not None:
+                    attns.append(attn.detach())
             if extras is not None:
                 extras.update(visual_mu=torch.stack(mus), visual_sigma=torch.stack(sigmas),
                               visual_eps=torch.stack(epss), noisy_pixels=torch.stack(noisy))
+                if attns:
+                    extras["visual_attention"] = torch.stack(attns)  # [m, B, N, C]
             return torch.stack(feats)
         if "features" in inputs:
             f = inputs["features"].to(bb.device).float()
@@ -155,26 +228,56 @@ class PiNIModel(nn.Module):
                 f = bb.encode_image(inputs["pixels"])
         if cfg.visual_location == "none":
             return f.unsqueeze(0).expand(draws, -1, -1)
-        outs, mus, sigmas, epss = [], [], [], []
+        if noise is not None:
+            return torch.stack([fuse(f, n, cfg.fusion) for n in noise])
+        outs, mus, sigmas, epss, attns = [], [], [], [], []
         for j in range(draws):
-            mu, sigma = self.visual_gen(f, text=text[min(j, text.shape[0] - 1)])  # [B, D]
+            mu, sigma, attn = self.visual_noise(f, text[min(j, text.shape[0] - 1)])  # [B, D]
             eps = draw_eps(tuple(mu.shape), 1, like=mu, mode=mode, generator=generator)[0]
             outs.append(fuse(f, reparameterise(mu, sigma, eps.unsqueeze(0))[0], cfg.fusion))
             mus.append(mu), sigmas.append(sigma), epss.append(eps)
+            if attn is not None:
+                attns.append(attn.detach())
         if extras is not None:
             extras.update(visual_mu=torch.stack(mus), visual_sigma=torch.stack(sigmas),
                           visual_eps=torch.stack(epss), clean_features=f)
+            if attns:
+                extras["visual_attention"] = torch.stack(attns)  # [m, B, C]
         return torch.stack(outs)
 
     # ------------------------------------------------------------------ forward
+    def _logits(self, img: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        """s * cos(image, text) for every draw: img [m, B, D], text [m or 1, C, D] -> [m, B, C] (Eq. 2)."""
+        return self.backbone.logit_scale * (F.normalize(img, dim=-1) @ F.normalize(text, dim=-1).transpose(1, 2))
+
     def run(self, inputs: Dict[str, torch.Tensor], draws: int = 1, mode: str = "sample",
-            generator: Optional[torch.Generator] = None, keep_extras: bool = False) -> NoiseOutput:
-        """One pass with `draws` noise draws (mode "sample") or eps = 0 (mode "mean")."""
+            generator: Optional[torch.Generator] = None, keep_extras: bool = False,
+            noise: Optional[Dict[str, torch.Tensor]] = None) -> NoiseOutput:
+        """One pass with `draws` noise draws (mode "sample") or eps = 0 (mode "mean").
+
+        keep_extras: fill `NoiseOutput.extras` with mu/sigma/eps/noise per side and, for CA
+        visual generators, "visual_attention" ([m, B, C] feature level, [m, B, N, C] raw image).
+        noise: {"text": ..., "visual": ...} replaces the learned noise of that side at the same
+        injection point (see `text_features` / `image_features` for shapes)."""
+        noise = noise or {}
         extras: Optional[Dict[str, torch.Tensor]] = {} if keep_extras else None
-        text = self.text_features(draws, mode, generator, extras)
-        img = self.image_features(inputs, text, draws, mode, generator, extras)
-        logits = self.backbone.logit_scale * (F.normalize(img, dim=-1) @ F.normalize(text, dim=-1).transpose(1, 2))
-        return NoiseOutput(logits=logits, image_features=img, text_features=text, extras=extras or {})
+        text = self.text_features(draws, mode, generator, extras, noise=noise.get("text"))
+        img = self.image_features(inputs, text, draws, mode, generator, extras, noise=noise.get("visual"))
+        return NoiseOutput(logits=self._logits(img, text), image_features=img, text_features=text,
+                           extras=extras or {})
+
+    @torch.no_grad()
+    def logits_without_noise(self, inputs: Dict[str, torch.Tensor]) -> torch.Tensor:
+        """[B, C] logits of the frozen CLIP with this model's own prompts and no noise at all
+        (Eq. 2 without eps): the zero-shot classifier PiNI starts from. With prompt noise the
+        prompts are the "x"-placeholder format PiNI trains (`prompt_format`), not the bare template.
+        `inputs` {"features": [B, D]} or {"pixels": [B, 3, H, W]}."""
+        bb = self.backbone
+        if "features" in inputs:
+            f = inputs["features"].to(bb.device).float()
+        else:
+            f = bb.encode_image(inputs["pixels"].to(bb.device).float())
+        return self._logits(f.unsqueeze(0), self.base_text_features.unsqueeze(0))[0]
 
     def compute_loss(self, inputs: Dict[str, torch.Tensor], labels: torch.Tensor) -> torch.Tensor:
         """Eq. 13 with m = noise_cfg.train_draws draws per image."""

@@ -1,24 +1,23 @@
-"""Few-shot training of a *method* (PiNI or a baseline) on a frozen CLIP.
+"""Few-shot training of a *method* (PiNI or a baseline) on a frozen CLIP: the one training loop.
 
-A method is an nn.Module holding the frozen backbone by reference, with
-    needs_pixels: bool                       noise enters the raw image -> no feature cache
-    compute_loss(inputs, labels) -> loss     inputs = {"features": [B, D]} or {"pixels": [...]}
-    predict(inputs, mode=...) -> logits [B, C]
-Only parameters with requires_grad train; the backbone's are frozen.
+A method implements `pini_core.methods.Method`: `needs_pixels`, `compute_loss(inputs,
+labels)`, `predict(inputs, *, mode, draws, generator)`. Only parameters with
+requires_grad train; the backbone's are frozen. The optimiser (SGD or AdamW) and the
+learning-rate schedule come from the `Recipe` (`pini_core.experiment`); `lr_at` is the one
+schedule function, shared with the toy CLIP's pretraining.
 
 One code path runs on CPU, one GPU, or several (`accelerate launch -m pini_core train ...`)
-through Hugging Face Accelerate. The recipe (METHOD.md): SGD momentum 0.9, weight decay
-5e-4, one constant warm-up epoch at 1e-5, cosine decay, batch 32, last-epoch model.
+through Hugging Face Accelerate: each process takes its share of every batch and DDP
+averages the gradients, so the weights match a one-process run of the same global batch.
 """
 from __future__ import annotations
 
-import copy
 import json
 import math
 import os
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
@@ -29,34 +28,13 @@ from tqdm.auto import tqdm
 
 from .backbone import Backbone
 from .data.transforms import ImageDataset, collate_images
+from .errors import TrainingStopped
+from .experiment import Recipe
 from .features import encode_images, labels_of, test_transform, train_transform
 
 
-class TrainingError(RuntimeError):
+class TrainingError(TrainingStopped):
     pass
-
-
-@dataclass
-class TrainConfig:
-    epochs: int = 50
-    lr: float = 2e-3  # paper: 1e-3 (ImageNet) .. 3e-3
-    batch_size: int = 32
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    warmup_epochs: int = 1
-    warmup_lr: float = 1e-5
-    precision: str = "fp32"  # fp32 | amp (mixed precision on GPU: fp16 autocast + scaler; bf16 if asked)
-    augment: bool = True  # CoOp's random resized crop + flip
-    aug_views: int = 4  # cached augmented views per image when features are cached
-    cache: str = "auto"  # auto: cache image features whenever no noise enters the image encoder
-    seed: int = 1
-    eval_every: int = 1  # evaluate on val every N epochs (when val data is given); 0 = never
-    eval_mode: str = "mean"
-    num_workers: int = 0
-    log_every: int = 0  # also log every N steps to the JSONL (0 = per epoch only)
-
-    def to_dict(self) -> Dict:
-        return asdict(self)
 
 
 @dataclass
@@ -81,27 +59,46 @@ class _LossModule(nn.Module):
 
 
 class _CachedViews(Dataset):
-    """Index dataset over cached features [V, N, D]: each visit picks one augmented view."""
+    """Index dataset over cached features [V, N, D]: epoch e reads view e mod V, so with
+    one view per epoch every epoch sees freshly augmented images, as the reference does."""
 
-    def __init__(self, feats: torch.Tensor, labels: torch.Tensor, seed: int):
+    def __init__(self, feats: torch.Tensor, labels: torch.Tensor):
         self.feats = feats if feats.dim() == 3 else feats.unsqueeze(0)
         self.labels = labels
-        self.gen = torch.Generator().manual_seed(seed)
+        self.view = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.view = epoch % self.feats.shape[0]
 
     def __len__(self) -> int:
         return self.labels.shape[0]
 
     def __getitem__(self, i: int):
-        v = int(torch.randint(self.feats.shape[0], (1,), generator=self.gen))
-        return self.feats[v, i], self.labels[i]
+        return self.feats[self.view, i].float(), self.labels[i]
 
 
-def lr_at(epoch: int, cfg: TrainConfig) -> float:
-    """Constant warm-up (CoOp: 1 epoch at 1e-5), then cosine from lr to 0 over the rest."""
-    if epoch < cfg.warmup_epochs:
-        return cfg.warmup_lr
-    span = max(1, cfg.epochs - cfg.warmup_epochs)
-    return 0.5 * cfg.lr * (1 + math.cos(math.pi * (epoch - cfg.warmup_epochs) / span))
+def lr_at(recipe: Recipe, epoch: int, step: int = 0, steps_per_epoch: int = 1) -> float:
+    """Learning rate at `step` (0-based, within `epoch`) of the recipe's schedule.
+
+    cosine (Dassl, CoOp/PiNI): `warmup_epochs` at constant `warmup_lr`, then
+        lr/2 (1 + cos(pi (e - w) / (E - w))), set once per epoch;
+    cosine_step (Tip-Adapter-F, torch CosineAnnealingLR): lr/2 (1 + cos(pi t / T)) at
+        global step t of T = E * steps_per_epoch;
+    warmup_cosine_step (the toy CLIP's pretraining, CLIP-style): linear warm-up over the
+        first W = warmup_epochs * steps_per_epoch steps, then cosine over the rest;
+    constant: lr."""
+    if recipe.schedule == "constant":
+        return recipe.lr
+    if recipe.schedule in ("cosine_step", "warmup_cosine_step"):
+        t, total = epoch * steps_per_epoch + step, recipe.epochs * steps_per_epoch
+        w = recipe.warmup_epochs * steps_per_epoch if recipe.schedule == "warmup_cosine_step" else 0
+        if t < w:
+            return recipe.lr * (t + 1) / w
+        return 0.5 * recipe.lr * (1 + math.cos(math.pi * (t - w) / max(1, total - w)))
+    if epoch < recipe.warmup_epochs:
+        return recipe.warmup_lr
+    span = max(1, recipe.epochs - recipe.warmup_epochs)
+    return 0.5 * recipe.lr * (1 + math.cos(math.pi * (epoch - recipe.warmup_epochs) / span))
 
 
 def _append_jsonl(path: Optional[Path], row: Dict) -> None:
@@ -117,30 +114,47 @@ def _trainable(method: nn.Module) -> List[nn.Parameter]:
     return [p for p in method.parameters() if p.requires_grad]
 
 
-def fit(method: nn.Module, backbone: Backbone, train_data: Sequence, cfg: TrainConfig, *,
-        val_data: Optional[Sequence] = None, out_dir: Optional[str] = None,
-        on_epoch: Optional[Callable[[Dict], None]] = None, stop_event: Optional[threading.Event] = None,
-        progress: bool = True) -> TrainResult:
-    """Train `method` on `train_data` (list of (image, label)); returns the last-epoch model.
+def make_optimizer(params: List[nn.Parameter], recipe: Recipe) -> torch.optim.Optimizer:
+    """SGD (momentum, weight decay: CoOp / PiNI) or AdamW (betas, eps: Tip-Adapter-F)."""
+    if recipe.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=recipe.lr, betas=tuple(recipe.adam_betas), eps=recipe.adam_eps,
+                                 weight_decay=recipe.weight_decay)
+    return torch.optim.SGD(params, lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay)
 
-    Stops early, keeping what was trained, on a stop request (stop_event), Ctrl-C, or a
-    non-finite loss (then the weights of the last good epoch are restored)."""
+
+def _snapshot(method: nn.Module) -> Dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in method.state_dict().items()}
+
+
+def fit(method: nn.Module, backbone: Backbone, train_data: Sequence, recipe: Recipe, *, seed: int = 1,
+        eval_mode: str = "mean", val_data: Optional[Sequence] = None, out_dir: Optional[str] = None,
+        on_epoch: Optional[Callable[[Dict], None]] = None, stop_event: Optional[threading.Event] = None,
+        progress: bool = True, features: Optional[torch.Tensor] = None,
+        encode: Optional[Callable[..., torch.Tensor]] = None) -> TrainResult:
+    """Train `method` on `train_data` (list of (image, label)) with `recipe`; returns the
+    last-epoch model (never selected on test).
+
+    features: precomputed training features [V, N, D] / [N, D] (skips encoding);
+    encode:   `encode(data, augment=..., views=..., desc=...)` for cached features (the
+              experiment's feature cache); default `pini_core.features.encode_images`.
+    Stops early on a stop request (stop_event), Ctrl-C, or a non-finite loss / weights:
+    the weights of the last finished epoch are kept (mid-epoch updates are dropped) and
+    `reason` says why. Raises TrainingError when there is nothing to train."""
     from accelerate import Accelerator
     from accelerate.utils import set_seed
 
+    recipe.validate()
     if len(train_data) == 0:
         raise TrainingError("no training images")
     mp = "no"
-    if cfg.precision == "amp":
+    if recipe.precision == "amp":
         mp = "fp16" if backbone.device.type == "cuda" else "bf16"
-    elif cfg.precision != "fp32":
-        raise TrainingError(f"precision must be fp32 or amp, got {cfg.precision!r}")
     acc = Accelerator(cpu=backbone.device.type == "cpu", mixed_precision=mp)
     if acc.device != backbone.device:  # one process per GPU under `accelerate launch`
         backbone.model.to(acc.device)
         backbone.device = acc.device
         method.to(acc.device)
-    set_seed(cfg.seed)
+    set_seed(seed)
     params = _trainable(method)
     if not params:
         raise TrainingError("this method has no trainable parameters (e.g. zero-shot CLIP): nothing to fit")
@@ -148,31 +162,34 @@ def fit(method: nn.Module, backbone: Backbone, train_data: Sequence, cfg: TrainC
     if frozen_grad:
         raise TrainingError(f"backbone parameters must be frozen, found trainable: {frozen_grad[:3]}")
 
-    if cfg.cache not in ("auto", "on", "off"):
-        raise TrainingError(f"TrainConfig.cache must be auto, on or off, got {cfg.cache!r}")
-    cached = cfg.cache == "on" or (cfg.cache == "auto" and not getattr(method, "needs_pixels", False))
-    if cached and getattr(method, "needs_pixels", False):
+    needs_pixels = getattr(method, "needs_pixels", False)
+    cached = recipe.cache == "on" or (recipe.cache == "auto" and not needs_pixels)
+    if cached and needs_pixels:
         raise TrainingError("cannot cache image features when noise enters the raw image")
     labels = labels_of(train_data)
+    encode = encode or (lambda data, **kw: encode_images(backbone, data, **kw))
+    show = progress and acc.is_main_process
     if cached:
-        feats = encode_images(backbone, train_data, augment=cfg.augment, views=cfg.aug_views, seed=cfg.seed,
-                              progress=progress and acc.is_main_process, desc="caching train features")
-        dataset: Dataset = _CachedViews(feats, labels, cfg.seed)
+        if features is None:
+            features = encode(train_data, augment=recipe.augment, views=recipe.views(), seed=seed,
+                              progress=show, desc="caching train features")
+        dataset: Dataset = _CachedViews(features, labels)
         to_inputs = lambda batch: ({"features": batch[0]}, batch[1])  # noqa: E731
         collate = None
     else:
-        tf = train_transform(backbone) if cfg.augment else test_transform(backbone)
+        tf = train_transform(backbone) if recipe.augment else test_transform(backbone)
         dataset = ImageDataset(train_data, tf)
         to_inputs = lambda batch: ({"pixels": batch[0]}, batch[1])  # noqa: E731
         collate = collate_images
     val_feats = None
-    if val_data and cfg.eval_every and cached:
-        val_feats = encode_images(backbone, val_data, progress=False)
+    if val_data and recipe.eval_every and cached:
+        val_feats = encode(val_data, progress=False)
 
-    loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=True, drop_last=False,
-                        num_workers=cfg.num_workers, collate_fn=collate,
-                        generator=torch.Generator().manual_seed(cfg.seed))
-    opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    drop_last = recipe.drop_last and len(dataset) > recipe.batch_size
+    loader = DataLoader(dataset, batch_size=recipe.batch_size, shuffle=True, drop_last=drop_last,
+                        num_workers=recipe.num_workers, collate_fn=collate,
+                        generator=torch.Generator().manual_seed(seed))
+    opt = make_optimizer(params, recipe)
     wrapped, opt, loader = acc.prepare(_LossModule(method), opt, loader)
 
     log = None
@@ -181,27 +198,33 @@ def fit(method: nn.Module, backbone: Backbone, train_data: Sequence, cfg: TrainC
         log = Path(out_dir) / "metrics.jsonl"
         log.unlink(missing_ok=True)  # one run per log: a re-run into the same folder starts afresh
     result = TrainResult(method=method, cached=cached)
-    good_state = copy.deepcopy({k: v.detach().clone() for k, v in method.state_dict().items()})
+    good_state = _snapshot(method)  # weights at the end of the last finished epoch
     t0, step = time.time(), 0
-    bar = tqdm(total=cfg.epochs * len(loader), desc="training", disable=not (progress and acc.is_main_process))
+    steps_per_epoch = len(loader)
+    bar = tqdm(total=recipe.epochs * steps_per_epoch, desc="training", disable=not show)
+
+    def keep_last_good(reason: str) -> None:
+        method.load_state_dict(good_state)
+        result.stopped, result.reason = True, reason
+
     try:
-        for epoch in range(cfg.epochs):
-            lr = lr_at(epoch, cfg)
-            for g in opt.param_groups:
-                g["lr"] = lr
+        for epoch in range(recipe.epochs):
+            if cached:
+                dataset.set_epoch(epoch)
             wrapped.train()
-            total, count = 0.0, 0
-            for batch in loader:
+            total, count, lr, cut_short = 0.0, 0, lr_at(recipe, epoch), False
+            for i, batch in enumerate(loader):
+                lr = lr_at(recipe, epoch, i, steps_per_epoch)
+                for g in opt.param_groups:
+                    g["lr"] = lr
                 inputs, y = to_inputs(batch)
                 with acc.autocast():
                     loss = wrapped(inputs, y)
                 if not torch.isfinite(loss):
-                    method.load_state_dict(good_state)
-                    result.stopped = True
-                    result.reason = (f"loss became {loss.item()} at epoch {epoch + 1}, step {step}: training "
-                                     f"stopped and the weights of the last good epoch ({epoch}) were kept. "
-                                     "Try a lower learning rate (--lr) or fp32 precision.")
-                    raise StopIteration
+                    keep_last_good(f"loss became {loss.item()} at epoch {epoch + 1}, step {step}: training stopped "
+                                   f"and the weights of the last finished epoch ({epoch}) were kept. Try a lower "
+                                   "learning rate or fp32 precision.")
+                    break
                 opt.zero_grad(set_to_none=True)
                 acc.backward(loss)
                 opt.step()
@@ -210,35 +233,38 @@ def fit(method: nn.Module, backbone: Backbone, train_data: Sequence, cfg: TrainC
                 step += 1
                 bar.update(1)
                 bar.set_postfix(epoch=epoch + 1, loss=f"{loss.item():.4f}")
-                if cfg.log_every and step % cfg.log_every == 0:
+                if recipe.log_every and step % recipe.log_every == 0:
                     _append_jsonl(log, {"step": step, "epoch": epoch + 1, "loss": loss.item(), "lr": lr})
                 if stop_event is not None and stop_event.is_set():
+                    cut_short = i + 1 < steps_per_epoch
                     break
-            row = {"epoch": epoch + 1, "loss": total / max(1, count), "lr": lr, "seconds": time.time() - t0}
-            if val_data and cfg.eval_every and ((epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs):
-                row["val_accuracy"] = evaluate(method, backbone, val_data, mode=cfg.eval_mode,
-                                               features=val_feats)["accuracy"]
-            state = {k: v.detach().clone() for k, v in method.state_dict().items()}
-            if not all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point()):
-                method.load_state_dict(good_state)
-                result.stopped = True
-                result.reason = (f"weights became non-finite (NaN/inf) in epoch {epoch + 1}, so the loss would be too: "
-                                 "training stopped and "
-                                 f"the weights of the last good epoch ({epoch}) were kept. Try a lower learning "
-                                 "rate (--lr) or fp32 precision.")
+            if result.stopped:
                 break
+            if cut_short:
+                keep_last_good(f"stopped on request during epoch {epoch + 1}; the weights of the last finished "
+                               f"epoch ({epoch}) were kept")
+                break
+            state = _snapshot(method)
+            if not all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point()):
+                keep_last_good(f"weights became non-finite (NaN/inf) in epoch {epoch + 1}, so the loss would be too: training "
+                               "stopped and "
+                               f"the weights of the last finished epoch ({epoch}) were kept. Try a lower learning "
+                               "rate or fp32 precision.")
+                break
+            row = {"epoch": epoch + 1, "loss": total / max(1, count), "lr": lr, "seconds": time.time() - t0}
+            if val_data and recipe.eval_every and ((epoch + 1) % recipe.eval_every == 0 or epoch + 1 == recipe.epochs):
+                row["val_accuracy"] = evaluate(method, backbone, val_data, mode=eval_mode,
+                                               features=val_feats)["accuracy"]
             good_state = state
             result.history.append(row)
             _append_jsonl(log, row)
             if on_epoch is not None:
-                on_epoch(dict(row, epochs=cfg.epochs))
+                on_epoch(dict(row, epochs=recipe.epochs))
             if stop_event is not None and stop_event.is_set():
                 result.stopped, result.reason = True, f"stopped on request after epoch {epoch + 1}"
                 break
-    except StopIteration:
-        pass
     except KeyboardInterrupt:
-        result.stopped, result.reason = True, f"interrupted (Ctrl-C) after {len(result.history)} epochs"
+        keep_last_good(f"interrupted (Ctrl-C) after {len(result.history)} finished epochs; their weights were kept")
     finally:
         bar.close()
     result.seconds = time.time() - t0
@@ -265,10 +291,7 @@ def evaluate(method: nn.Module, backbone: Backbone, data: Sequence, *, mode: str
                             collate_fn=collate_images)
         batches = (({"pixels": px}, y) for px, y, _ in loader)
     for inputs, y in batches:
-        kwargs = {"mode": mode}
-        if "generator" in method.predict.__code__.co_varnames:
-            kwargs.update(draws=draws, generator=gen)
-        logits = method.predict(inputs, **kwargs).float().cpu()
+        logits = method.predict(inputs, mode=mode, draws=draws, generator=gen).float().cpu()
         correct += int((logits.argmax(-1) == y).sum())
         nll += float(torch.nn.functional.cross_entropy(logits, y, reduction="sum"))
     return {"accuracy": 100.0 * correct / n, "nll": nll / n, "n": n, "mode": mode}

@@ -1,14 +1,17 @@
 """Baselines: each formula checked against a direct computation, each method trains
 through the shared trainer (or its reference procedure) and only its own parameters move."""
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
 
 from pini_core.baselines import (CLIPAdapter, CoOp, LinearProbe, TipAdapter, TipHyper, ZeroShotCLIP,
-                                 fit_tip_adapter_f, recipe, search_c, search_grid, text_classifier)
+                                 fit_tip_adapter_f, search_c, search_grid, text_classifier)
 from pini_core.baselines.coop import PLACEHOLDER
 from pini_core.bench.testing import colour_dataset, tiny_backbone
-from pini_core.trainer import TrainConfig, evaluate, fit
+from pini_core.experiment import Recipe
+from pini_core.trainer import evaluate, fit
 
 torch.set_num_threads(1)
 NAMES = ["red", "green", "blue"]
@@ -63,7 +66,7 @@ def test_coop_trains_only_its_context_with_the_shared_trainer(bb, ds):
     torch.manual_seed(0)
     coop = CoOp(bb, ds.classnames)
     ctx0, bb0 = coop.ctx.detach().clone(), backbone_state(bb)
-    res = fit(coop, bb, ds.train, TrainConfig(epochs=4, lr=0.05, warmup_epochs=0, aug_views=1, augment=False),
+    res = fit(coop, bb, ds.train, Recipe(epochs=4, lr=0.05, warmup_epochs=0, aug_views=1, augment=False),
               progress=False)
     assert len(res.history) == 4 and res.cached
     assert res.history[-1]["loss"] < res.history[0]["loss"]
@@ -89,7 +92,7 @@ def test_clip_adapter_residual_blend_and_training(bb, ds):
     torch.manual_seed(0)
     ad = CLIPAdapter(bb, ds.classnames, ds.template)
     w0 = ad.adapter.fc[0].weight.detach().clone()
-    res = fit(ad, bb, ds.train, TrainConfig(epochs=3, lr=0.05, warmup_epochs=0, aug_views=1), progress=False)
+    res = fit(ad, bb, ds.train, Recipe(epochs=3, lr=0.05, warmup_epochs=0, aug_views=1), progress=False)
     assert len(res.history) == 3 and not torch.equal(ad.adapter.fc[0].weight, w0)
 
 
@@ -169,18 +172,28 @@ def test_tip_adapter_formula_search_and_fine_tuning(bb):
     tipf = TipAdapter(bb, NAMES, "a photo of a {}.", views, labels, learnable_keys=True)
     k0 = tipf.cache_keys.detach().clone()
     hist = fit_tip_adapter_f(tipf, views, labels, epochs=5, lr=1e-2)
-    assert len(hist) == 5 and hist[-1]["lr"] == pytest.approx(0.0, abs=1e-9)  # cosine to zero
+    # cosine per step to zero: the last step (t = 4 of T = 5, one step per epoch) runs at lr/2 (1 + cos(4 pi / 5))
+    assert len(hist) == 5 and hist[-1]["lr"] == pytest.approx(0.5e-2 * (1 + math.cos(0.8 * math.pi)), rel=1e-9)
     assert not torch.equal(tipf.cache_keys.detach(), k0)
     with pytest.raises(ValueError, match="learnable_keys=True"):
         fit_tip_adapter_f(tip, views, labels)
 
 
 def test_recipes_follow_the_reference_schedules():
-    assert [recipe("coop", k, "oxford_pets")["epochs"] for k in (1, 2, 4, 8, 16)] == [50, 100, 100, 200, 200]
-    assert recipe("coop", 16, "imagenet")["epochs"] == 50
-    assert recipe("clip_adapter", 8)["lr"] == 2e-3
-    assert recipe("pini", 1, "caltech-101")["epochs"] == 200 and recipe("pini", 1, "imagenet")["epochs"] == 100
-    r = recipe("tip_adapter_f", 16)
-    assert (r["optimizer"], r["epochs"], r["lr"], r["eps"], r["batch_size"]) == ("adamw", 20, 1e-3, 1e-4, 256)
-    with pytest.raises(KeyError, match="unknown method"):
-        recipe("prograd", 1)
+    from pini_core.errors import ConfigError
+    from pini_core.experiment import preset_config, reference_recipe
+
+    assert [reference_recipe("coop", k, "oxford_pets").epochs for k in (1, 2, 4, 8, 16)] == [50, 100, 100, 200, 200]
+    assert reference_recipe("coop", 16, "imagenet").epochs == 50
+    assert reference_recipe("clip_adapter", 8).lr == 2e-3
+    p = reference_recipe("pini", 1, "caltech-101")
+    assert (p.epochs, p.lr) == (200, 2e-3) and reference_recipe("pini", 1, "imagenet").epochs == 100
+    a = reference_recipe("pini", 16, "oxford_pets", "authors")
+    assert (a.epochs, a.lr, a.views(), a.drop_last) == (100, 1e-3, 100, True)  # fresh view every epoch
+    r = reference_recipe("tip_adapter_f", 16)
+    assert (r.optimizer, r.epochs, r.lr, r.adam_eps, r.batch_size, r.schedule) == (
+        "adamw", 20, 1e-3, 1e-4, 256, "cosine_step")
+    with pytest.raises(ConfigError, match="unknown method 'prograd'; choose from zeroshot, linear_probe"):
+        preset_config("paper", method="prograd").validate()
+    with pytest.raises(ConfigError, match="unknown preset 'fast'; choose from paper, authors, toy"):
+        reference_recipe("pini", 1, preset="fast")

@@ -107,9 +107,9 @@ def test_truncated_weights_fail_with_a_clear_message(bb, model, tmp_path):
     w.write_bytes(w.read_bytes()[: w.stat().st_size // 2])
     with pytest.raises(CheckpointError, match="truncated or was replaced"):
         load_pini(folder, bb)
-    # without the checksum (e.g. a hand-edited config) the reader still names the problem
+    # without the checksums (a config written before they existed) the reader still names the problem
     cfg = json.loads((folder / CONFIG_NAME).read_text())
-    del cfg["weights_sha256"]
+    del cfg["weights_sha256"], cfg["config_sha256"]
     (folder / CONFIG_NAME).write_text(json.dumps(cfg))
     with pytest.raises(CheckpointError, match="cannot be read .*truncated or damaged"):
         load_pini(folder, bb)

@@ -12,7 +12,8 @@ from pini_core.analysis.maps import noise_maps
 from pini_core.analysis.meter import pi_noise_meter
 from pini_core.features import clear_cache, encode_images
 from pini_core.model import PromptError
-from pini_core.trainer import TrainConfig, fit
+from pini_core.experiment import Recipe
+from pini_core.trainer import fit
 
 
 @pytest.fixture(scope="module")
@@ -82,12 +83,12 @@ def test_cached_and_uncached_predictions_agree(bb, px, noise):
 
 
 def test_fit_with_and_without_feature_cache_gives_the_same_history(bb, data):
-    cfg = dict(epochs=4, lr=0.3, batch_size=8, augment=False, seed=5)
+    cfg = dict(epochs=4, lr=0.3, batch_size=8, augment=False)
     histories = {}
     for cache in ("on", "off"):
         clear_cache()
         model = make_model(bb, seed=2)
-        res = fit(model, bb, data, TrainConfig(cache=cache, **cfg), progress=False)
+        res = fit(model, bb, data, Recipe(cache=cache, **cfg), seed=5, progress=False)
         assert res.cached == (cache == "on")
         histories[cache] = ([r["loss"] for r in res.history], model.state_dict())
     np.testing.assert_allclose(histories["on"][0], histories["off"][0], rtol=1e-4, atol=1e-5)
@@ -172,13 +173,18 @@ def test_mean_mode_logits_are_eq2_with_mu_only(bb, px):
 def test_meter_entropies_and_information(bb, data):
     model = make_model(bb, seed=1, n_ctx=4)
     res = pi_noise_meter(model, data, draws=4, seed=0)
-    # H(T): zero-shot CLIP cross-entropy with the dataset prompt (Eq. 3), by hand
+    # H(T): CLIP cross-entropy without noise (Eq. 3), by hand, with the prompts PiNI itself uses:
+    # the n_ctx "x" placeholders + template, not the bare template (issue 11)
     feats = encode_images(bb, data, progress=False)
     y = torch.tensor([label for _, label in data])
+    assert model.prompt_format.startswith("x x x x ")
     with torch.no_grad():
-        text = bb.encode_text([TEMPLATE.format(c) for c in ("red", "blue")])
-        zs = bb.logit_scale * F.normalize(feats, dim=-1) @ F.normalize(text, dim=-1).T
-    assert res["H_T"] == pytest.approx(float(F.cross_entropy(zs, y)), rel=1e-5)
+        zs = {}
+        for fmt in (model.prompt_format, TEMPLATE):
+            text = bb.encode_text([fmt.format(c) for c in ("red", "blue")])
+            zs[fmt] = float(F.cross_entropy(bb.logit_scale * F.normalize(feats, dim=-1) @ F.normalize(text, dim=-1).T, y))
+    assert res["H_T"] == pytest.approx(zs[model.prompt_format], rel=1e-5)
+    assert res["H_T"] != pytest.approx(zs[TEMPLATE], rel=1e-3)  # the bare template is another classifier
     for name in ("learned", "random", "none"):
         r = res[name]
         assert np.isfinite(r["H_T_given_eps"]) and r["H_T_given_eps"] >= 0
@@ -194,7 +200,7 @@ def test_meter_learned_noise_is_pi_noise_after_training(bb, data):
     """After training, the learned noise lowers the task entropy: I(T, eps) > 0, and more
     than random noise of the same scale."""
     model = make_model(bb, seed=0, visual_generator="mlp", text_location="none")
-    fit(model, bb, data, TrainConfig(epochs=10, lr=0.3, batch_size=16, augment=False), progress=False)
+    fit(model, bb, data, Recipe(epochs=10, lr=0.3, batch_size=16, augment=False), progress=False)
     res = pi_noise_meter(model, data, draws=4, seed=0)
     assert res["learned"]["I"] > 0.2
     assert res["learned"]["I"] > res["random"]["I"]

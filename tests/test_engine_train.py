@@ -10,7 +10,9 @@ import torch
 
 from engine_fixtures import (assert_same_state, colour_data, make_model, pixels_of, shared_backbone,
                              state_snapshot)
-from pini_core.trainer import TrainConfig, TrainingError, fit
+from pini_core.errors import ConfigError
+from pini_core.experiment import Recipe
+from pini_core.trainer import TrainingError, fit
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +60,7 @@ def test_each_table1_generator_learns_and_clip_stays_frozen(bb, data, case):
     gen_before = state_snapshot(model)
     assert gen_before, "the generators must have parameters"
 
-    res = fit(model, bb, data, TrainConfig(epochs=epochs, lr=lr, batch_size=16, augment=False, seed=seed),
+    res = fit(model, bb, data, Recipe(epochs=epochs, lr=lr, batch_size=16, augment=False), seed=seed,
               progress=False)
 
     assert not res.stopped and res.reason == ""
@@ -78,7 +80,7 @@ def test_trained_feature_mlp_model_classifies_the_toy_task(bb, data):
     """Beyond a falling loss: the learned model separates the classes in mean mode
     (zero-shot random-init CLIP does not)."""
     model = make_model(bb, seed=0, visual_location="feature", visual_generator="mlp", text_location="none")
-    fit(model, bb, data, TrainConfig(epochs=10, lr=0.3, batch_size=16, augment=False), progress=False)
+    fit(model, bb, data, Recipe(epochs=10, lr=0.3, batch_size=16, augment=False), progress=False)
     px = pixels_of(bb, data)
     y = torch.tensor([label for _, label in data])
     with torch.no_grad():
@@ -106,7 +108,7 @@ def test_non_finite_loss_stops_and_restores_last_good_epoch(bb, data, tmp_path):
     # epoch 3 (the weights move), call 6 is NaN.
     calls = _nan_after(model, bad_from=6)
     snapshots = {}
-    res = fit(model, bb, data, TrainConfig(epochs=5, lr=0.3, batch_size=8, augment=False),
+    res = fit(model, bb, data, Recipe(epochs=5, lr=0.3, batch_size=8, augment=False),
               out_dir=str(tmp_path), on_epoch=lambda row: snapshots.__setitem__(row["epoch"], state_snapshot(model)),
               progress=False)
     assert calls["n"] == 6
@@ -130,7 +132,7 @@ def test_stop_request_ends_after_that_epoch(bb, data):
         if row["epoch"] == 2:
             stop.set()
 
-    res = fit(model, bb, data, TrainConfig(epochs=6, lr=0.3, batch_size=8, augment=False), on_epoch=on_epoch,
+    res = fit(model, bb, data, Recipe(epochs=6, lr=0.3, batch_size=8, augment=False), on_epoch=on_epoch,
               stop_event=stop, progress=False)
     assert res.stopped and "request" in res.reason and "epoch 2" in res.reason
     assert seen == [1, 2] and [r["epoch"] for r in res.history] == [1, 2]
@@ -149,7 +151,7 @@ def test_keyboard_interrupt_is_a_clean_stop(bb, data):
         return original(inputs, labels)
 
     model.compute_loss = compute_loss
-    res = fit(model, bb, data, TrainConfig(epochs=5, lr=0.3, batch_size=8, augment=False), progress=False)
+    res = fit(model, bb, data, Recipe(epochs=5, lr=0.3, batch_size=8, augment=False), progress=False)
     assert res.stopped and "interrupt" in res.reason.lower()
     assert len(res.history) == 1 and res.history[0]["epoch"] == 1
 
@@ -157,14 +159,14 @@ def test_keyboard_interrupt_is_a_clean_stop(bb, data):
 def test_fit_rejects_bad_setups_with_clear_errors(bb, data):
     model = make_model(bb, seed=0, visual_location="image", visual_generator="mlp", text_location="none")
     with pytest.raises(TrainingError, match="cannot cache"):
-        fit(model, bb, data, TrainConfig(epochs=1, cache="on"), progress=False)
+        fit(model, bb, data, Recipe(epochs=1, cache="on"), progress=False)
     with pytest.raises(TrainingError, match="no training images"):
-        fit(model, bb, [], TrainConfig(epochs=1), progress=False)
-    with pytest.raises(TrainingError, match="precision"):
-        fit(model, bb, data, TrainConfig(epochs=1, precision="fp64"), progress=False)
+        fit(model, bb, [], Recipe(epochs=1), progress=False)
+    with pytest.raises(ConfigError, match="precision"):
+        fit(model, bb, data, Recipe(epochs=1, precision="fp64"), progress=False)
     frozen = make_model(bb, seed=0, visual_location="none", text_location="none")
     with pytest.raises(TrainingError, match="no trainable parameters"):
-        fit(frozen, bb, data, TrainConfig(epochs=1), progress=False)
+        fit(frozen, bb, data, Recipe(epochs=1), progress=False)
 
 
 # Regression test: was a bug (fit records good_state after every epoch without checking that the weights are
@@ -185,7 +187,7 @@ def test_non_finite_weights_from_an_epochs_last_step_are_not_kept(bb, data):
 
     model.compute_loss = compute_loss
     snapshots = {}
-    res = fit(model, bb, data, TrainConfig(epochs=4, lr=0.3, batch_size=8, augment=False),
+    res = fit(model, bb, data, Recipe(epochs=4, lr=0.3, batch_size=8, augment=False),
               on_epoch=lambda row: snapshots.__setitem__(row["epoch"], state_snapshot(model)), progress=False)
     assert res.stopped and "loss" in res.reason
     # what is kept must be finite: the weights after epoch 1, the last epoch that ended finite

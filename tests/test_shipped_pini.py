@@ -30,7 +30,8 @@ def test_short_pini_run_beats_zero_shot(bb):
     from pini_core.data.registry import get_dataset
     from pini_core.model import PiNIModel
     from pini_core.noise import NoiseConfig
-    from pini_core.trainer import TrainConfig, evaluate, fit
+    from pini_core.experiment import Recipe
+    from pini_core.trainer import evaluate, fit
 
     splits = fewshot_splits(get_dataset(TASK, seed=1), 16, seed=1)
     zero = PiNIModel(bb, splits.classnames, splits.template, NoiseConfig(visual_location="none",
@@ -38,7 +39,8 @@ def test_short_pini_run_beats_zero_shot(bb):
     zs = evaluate(zero, bb, splits.test)["accuracy"]
     model = PiNIModel(bb, splits.classnames, splits.template, NoiseConfig())
     # no augmentation: CoOp's random resized crop (scale 0.08-1) cuts 64-px toy shapes to fragments
-    res = fit(model, bb, splits.train, TrainConfig(epochs=100, lr=0.02, augment=False, seed=1), progress=False)
+    res = fit(model, bb, splits.train, Recipe(epochs=100, lr=0.02, augment=False), seed=1,
+              progress=False)
     assert not res.stopped and len(res.history) == 100
     acc = evaluate(model, bb, splits.test, mode="mean")["accuracy"]
     assert acc > zs + 5.0, f"PiNI {acc:.1f}% vs zero-shot {zs:.1f}%"
@@ -57,3 +59,26 @@ def test_shipped_generator_reproduces_its_recorded_accuracy(bb):
     assert acc == pytest.approx(cfg["metrics"]["test_accuracy"], abs=0.5)
     assert cfg["command"].startswith("python -m pini_core train")
     assert (SHIPPED / "pini_generators.safetensors").stat().st_size < 5_000_000
+
+
+def test_the_toy_preset_through_run_reproduces_the_shipped_generator(bb):
+    """The shipped generator's command is the `toy` preset; `pini_core.run` retrains it to the
+    same weights (bit-identical with the full text encoder) and the same test accuracy."""
+    from safetensors.torch import load_file
+
+    from pini_core.checkpoint import read_config
+    from pini_core.experiment import preset_config
+    from pini_core.runner import run
+
+    recorded = read_config(SHIPPED)
+    cfg = preset_config("toy", dataset=TASK, shots=recorded["data"]["shots"], seed=recorded["data"]["seed"],
+                        shared_prefix=False)
+    assert cfg.recipe.to_dict().items() >= {k: v for k, v in recorded["train_config"].items()
+                                            if k in ("epochs", "lr", "batch_size", "augment")}.items()
+    res = run(cfg, backbone=bb, progress=False)
+    shipped = load_file(str(SHIPPED / "pini_generators.safetensors"))
+    mine = res.method.state_dict()
+    assert sorted(shipped) == sorted(mine)
+    for k, v in shipped.items():
+        assert torch.equal(v, mine[k].cpu()), k
+    assert res.metrics["test_accuracy"] == pytest.approx(recorded["metrics"]["test_accuracy"], abs=1e-9)

@@ -7,16 +7,18 @@ import pytest
 import torch
 
 from pini_core.world.scene import SHAPES
-from pini_core.world.zeroshot import DEFAULT_DIR, load_embedded, source_shape_set, to_tensor, zero_shot_accuracy
+from pini_core.backbone import embedded_dir, load_backbone
+from pini_core.errors import PiniError
+from pini_core.world.zeroshot import load_toyclip, source_shape_set, zero_shot_accuracy
 
-CKPT = DEFAULT_DIR
+CKPT = embedded_dir()
 META = json.loads((CKPT / "pini_meta.json").read_text())
 
 
 @pytest.fixture(scope="module")
 def loaded():
     torch.set_num_threads(1)
-    return load_embedded(CKPT)
+    return load_toyclip(CKPT)  # = load_backbone("embedded"): the one embedded-model loader
 
 
 def test_files_are_safetensors_and_json_and_small():
@@ -45,7 +47,8 @@ def test_loads_through_open_clip_local_dir(loaded):
     import open_clip
     from open_clip.tokenizer import SimpleTokenizer
 
-    model, tok = loaded
+    model, tok = loaded.model, loaded.tokenizer
+    assert loaded.identity["name"] == "embedded"
     assert isinstance(model, open_clip.CLIP)
     assert model.token_embedding.weight.shape[0] == 49408
     assert all(p.dtype == torch.float32 for p in model.parameters())
@@ -68,14 +71,13 @@ def test_source_zero_shot_reaches_the_90_percent_target():
 
 
 def test_reproduces_recorded_source_accuracy_on_a_fresh_sample(loaded):
-    model, tok = loaded
     recorded = META["zero_shot"]["source"]
     seed = recorded["seed"] + 1  # fresh images, not the ones the number was measured on
     data = source_shape_set(2000, seed=seed)
-    acc = zero_shot_accuracy(model, tok, data, SHAPES, recorded["template"])
+    acc = zero_shot_accuracy(loaded, data, SHAPES, recorded["template"])
     assert abs(acc - recorded["accuracy"]) <= 2.0, (acc, recorded["accuracy"])
     # CoOp-style prompts (16 "x" placeholders before the template) do not throw it off
-    acc16 = zero_shot_accuracy(model, tok, data, SHAPES, recorded["template"], prefix_tokens=16)
+    acc16 = zero_shot_accuracy(loaded, data, SHAPES, recorded["template"], prefix_tokens=16)
     assert abs(acc16 - recorded["accuracy_with_16x_prefix"]) <= 2.5, (acc16, recorded)
     assert acc16 >= acc - 10.0
 
@@ -85,12 +87,11 @@ def test_toy_tasks_leave_room_to_adapt_and_are_above_chance(loaded):
     it against the record, below the source accuracy and above chance."""
     from pini_core.world.tasks import TASK_DOMAINS, load_task
 
-    model, tok = loaded
     rec = META["zero_shot"]["tasks"]
     source = META["zero_shot"]["source"]["accuracy"]
     for task in TASK_DOMAINS:
         s = load_task(task, seed=META["zero_shot"]["tasks_seed"], train_per_class=1, val_per_class=1)
-        acc = zero_shot_accuracy(model, tok, s.test, s.classnames, s.template)
+        acc = zero_shot_accuracy(loaded, s.test, s.classnames, s.template)
         assert abs(acc - rec[task]["test"]) <= 1.0, (task, acc, rec[task]["test"])
         if task != "toy-shapes":
             # above chance, and at least 5 points (about 2 standard errors on 300 images) below source
@@ -98,23 +99,34 @@ def test_toy_tasks_leave_room_to_adapt_and_are_above_chance(loaded):
 
 
 def test_wrong_directory_gives_a_clear_error(tmp_path):
-    with pytest.raises(FileNotFoundError, match="run `python -m pini_core pretrain"):
-        load_embedded(tmp_path)
+    with pytest.raises(PiniError, match="run `python -m pini_core pretrain"):
+        load_toyclip(tmp_path)
 
 
-def test_through_the_engine_backbone_if_present(loaded):
-    backbone = pytest.importorskip("pini_core.backbone")
-    bb = backbone.load_backbone("embedded", device="cpu")
-    model, tok = loaded
-    img = source_shape_set(4, seed=3)
-    x = to_tensor([d[0] for d in img], bb.image_size, bb.mean, bb.std)
-    pre = torch.stack([bb.preprocess(d[0]) for d in img])
-    assert torch.allclose(pre, x, atol=1e-4)  # the engine's preprocess is what we evaluate with
+def test_zero_shot_accuracy_is_the_baselines_zero_shot_clip(loaded):
+    """One zero-shot path: the world's accuracy is ZeroShotCLIP's, on the engine's transform."""
+    from pini_core.baselines import ZeroShotCLIP
+    from pini_core.features import test_transform
+
+    data = source_shape_set(40, seed=3)
+    px = torch.stack([test_transform(loaded)(img) for img, _ in data])
     with torch.no_grad():
-        assert torch.allclose(bb.encode_image(x), model.encode_image(x), atol=1e-5)
-        assert torch.allclose(bb.encode_text(["a photo of a star."]), model.encode_text(tok(["a photo of a star."])),
-                              atol=1e-5)
-    assert bb.context_length == model.positional_embedding.shape[0]
-    star = tok.encode("star")
-    assert len(star) == 1 and bb.decode_token(star[0]) == "star"
-    assert np.isfinite(bb.token_embedding.detach().numpy()).all()
+        pred = ZeroShotCLIP(loaded, SHAPES, "x x a photo of a {}.").predict({"pixels": px}).argmax(-1)
+    expect = 100.0 * float((pred == torch.tensor([y for _, y in data])).float().mean())
+    assert zero_shot_accuracy(loaded, data, SHAPES, "a photo of a {}.", prefix_tokens=2, batch_size=7) == \
+        pytest.approx(expect)
+    with pytest.raises(PiniError, match="at least one"):
+        zero_shot_accuracy(loaded, [], SHAPES, "a photo of a {}.")
+
+
+def test_local_dir_and_embedded_are_the_same_weights(loaded):
+    other = load_backbone(f"local-dir:{CKPT}", device="cpu")
+    assert other.identity["fingerprint"] == loaded.identity["fingerprint"]
+    img = source_shape_set(4, seed=3)
+    with torch.no_grad():
+        x = torch.stack([loaded.preprocess(d[0]) for d in img])
+        assert torch.equal(other.encode_image(x), loaded.encode_image(x))
+    star = loaded.tokenizer.encode("star")
+    assert len(star) == 1 and loaded.decode_token(star[0]) == "star"
+    assert loaded.context_length == loaded.model.positional_embedding.shape[0]
+    assert np.isfinite(loaded.token_embedding.detach().numpy()).all()

@@ -112,4 +112,4 @@ def test_shipped_examples_exist():
     root = Path(__file__).resolve().parents[1] / "assets" / "examples"
     for task in TASK_DOMAINS:
         pngs = sorted((root / task).glob("*.png"))
-        assert len(pngs) >= 4, f"missing examples for {task}; run python -m pini_core.world.examples"
+        assert len(pngs) >= 4, f"missing examples for {task}; run python -m pini_core examples"

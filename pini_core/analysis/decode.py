@@ -12,10 +12,12 @@ from typing import Dict, List
 import torch
 
 from ..model import PiNIModel
-from ..noise import draw_eps, fuse, reparameterise
 
 
-class DecodeError(ValueError):
+from pini_core.errors import ConfigError  # noqa: E402  (one error hierarchy, issue 12)
+
+
+class DecodeError(ConfigError, ValueError):
     pass
 
 
@@ -51,11 +53,9 @@ def decode_prompt_noise(model: PiNIModel, n_draws: int = 100, k: int = 5, seed: 
     if n_draws < 1 or k < 1:
         raise DecodeError("n_draws and k must be >= 1")
     bb = model.backbone
-    mu, sigma = model.text_gen()
-    gen = torch.Generator(device=mu.device).manual_seed(int(seed))
-    eps = draw_eps(tuple(mu.shape), n_draws, like=mu, mode=mode, generator=gen)
-    base = model.prompt_embeds[0, 1:1 + model.n_prefix]  # [P, W], same for every class
-    noisy = fuse(base.unsqueeze(0), reparameterise(mu, sigma, eps), model.noise_cfg.fusion)  # [N, P, W]
+    gen = torch.Generator(device=model.prompt_embeds.device).manual_seed(int(seed))
+    # the prefix is shared by every class prompt: class 0's noisy prefix is the template's
+    noisy = model.prompt_noise(n_draws, mode, gen, classes=[0])["embeds"][:, 0, model.prompt_span()]  # [N, P, W]
     vocab = bb.token_embedding.float()
     ids = nearest_tokens(noisy.reshape(-1, noisy.shape[-1]).float(), vocab, k, metric,
                          exclude=[i for i in bb.special_token_ids() if i != 0])

@@ -54,7 +54,6 @@ def noise_maps(model: PiNIModel, image, seed: int = 0) -> Dict[str, Any]:
                    noise=(noisy - clean).numpy(), clean_feature=clean.numpy(), noisy_feature=noisy.numpy(),
                    cosine=float(F.cosine_similarity(clean, noisy, dim=0)),
                    shift_norm=float((noisy - clean).norm()), feature_norm=float(clean.norm()))
-        attn = getattr(model.visual_gen, "last_attention", None)
-        if attn is not None:
-            res["class_attention"] = attn[0].cpu().numpy()
+        if "visual_attention" in ex:  # CA generator: the image's attention over the class prompts
+            res["class_attention"] = ex["visual_attention"][0, 0].cpu().numpy()
     return res

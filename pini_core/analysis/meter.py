@@ -1,6 +1,8 @@
 """The pi-noise meter: is the noise beneficial for the task?
 
-    H(T)      = E[-log p(y | x, P)]          zero-shot CLIP with the dataset prompt (Eq. 3)
+    H(T)      = E[-log p(y | x, P)]          the frozen CLIP with the model's own prompts P and
+                                           no noise (Eq. 3): with prompt noise, the "x"-placeholder
+                                           prompts PiNI trains, so I(T, eps) measures the noise only
     H(T|eps)  = E[-log p(y | x, eps, P)]     Monte Carlo over data and noise draws (Eq. 5)
     I(T, eps) = H(T) - H(T|eps)              > 0: eps is pi-noise (Eq. 1)
 
@@ -12,11 +14,9 @@ from __future__ import annotations
 from typing import Dict, Optional, Sequence
 
 import torch
-import torch.nn.functional as F
 
 from ..features import encode_images, labels_of
 from ..model import PiNIModel
-from ..noise import fuse
 from ..objective import conditional_entropy, mutual_information
 
 
@@ -25,37 +25,24 @@ def _rms(t: torch.Tensor) -> float:
 
 
 @torch.no_grad()
-def _zero_shot_logits(model: PiNIModel, feats: torch.Tensor) -> torch.Tensor:
-    bb = model.backbone
-    text = bb.encode_text([model.template.format(c) for c in model.classnames])
-    return bb.logit_scale * F.normalize(feats, dim=-1) @ F.normalize(text, dim=-1).T
-
-
-@torch.no_grad()
 def _random_noise_logits(model: PiNIModel, inputs, scale_v: float, scale_t: float, draws: int,
                          gen: torch.Generator) -> torch.Tensor:
-    """Logits [m, B, C] with isotropic Gaussian noise at the model's injection points."""
+    """Logits [m, B, C] with isotropic Gaussian noise of RMS scale_v / scale_t injected by the
+    model itself at its own injection points (`PiNIModel.run(noise=...)`)."""
     bb, cfg = model.backbone, model.noise_cfg
     rand = lambda shape, s: s * torch.randn(shape, generator=gen, device=gen.device).to(bb.device)  # noqa: E731
     outs = []
     for _ in range(draws):
+        noise = {}
         if cfg.text_location == "prompt":
-            emb = model.prompt_embeds.clone()
-            p = slice(1, 1 + model.n_prefix)
-            emb[:, p] = fuse(emb[:, p], rand(emb[0, p].shape, scale_t).unsqueeze(0), cfg.fusion)
-            text = bb.encode_text_embeddings(emb, model.token_ids)
+            noise["text"] = rand((model.n_prefix, model.prompt_embeds.shape[-1]), scale_t).unsqueeze(0)
         elif cfg.text_location == "feature":
-            text = fuse(model.base_text_features, rand(model.base_text_features.shape, scale_t), cfg.fusion)
-        else:
-            text = model.base_text_features
+            noise["text"] = rand(model.base_text_features.shape, scale_t).unsqueeze(0)
         if cfg.visual_location == "image":
-            px = inputs["pixels"].to(bb.device)
-            img = bb.encode_image(fuse(px, rand(px.shape, scale_v), cfg.fusion))
-        else:
-            img = inputs["features"].to(bb.device)
-            if cfg.visual_location == "feature":
-                img = fuse(img, rand(img.shape, scale_v), cfg.fusion)
-        outs.append(bb.logit_scale * F.normalize(img, dim=-1) @ F.normalize(text, dim=-1).T)
+            noise["visual"] = rand(inputs["pixels"].shape, scale_v).unsqueeze(0)
+        elif cfg.visual_location == "feature":
+            noise["visual"] = rand(inputs["features"].shape, scale_v).unsqueeze(0)
+        outs.append(model.run(inputs, draws=1, noise=noise).logits[0])
     return torch.stack(outs)
 
 
@@ -94,7 +81,7 @@ def pi_noise_meter(model: PiNIModel, data: Sequence, draws: int = 8, seed: int =
         n = inputs[next(iter(inputs))].shape[0]
         f = feats[start:start + n]
         start += n
-        zs.append(_zero_shot_logits(model, f.to(bb.device)).cpu())
+        zs.append(model.logits_without_noise({"features": f}).cpu())  # Eq. 3: PiNI's own prompts, no noise
         learned.append(model.run(inputs, draws=draws, mode="sample", generator=gen).logits.cpu())
         rnd.append(_random_noise_logits(model, inputs, scale_v, scale_t, draws, gen).cpu())
     zs_l, learned_l, rnd_l = torch.cat(zs), torch.cat(learned, 1), torch.cat(rnd, 1)

@@ -6,7 +6,7 @@
 """
 from __future__ import annotations
 
-from typing import Dict, Sequence
+from typing import Dict, Optional, Sequence
 
 import torch
 import torch.nn as nn
@@ -41,6 +41,7 @@ class CLIPAdapter(FeatureMethod):
     def adapted_features(self, f: torch.Tensor) -> torch.Tensor:
         return self.ratio * self.adapter(f) + (1.0 - self.ratio) * f  # residual blend
 
-    def predict(self, inputs: Dict[str, torch.Tensor], **kwargs) -> torch.Tensor:
+    def predict(self, inputs: Dict[str, torch.Tensor], *, mode: str = "mean", draws: int = 8,
+                generator: Optional[torch.Generator] = None) -> torch.Tensor:
         f = F.normalize(self.adapted_features(self.image_features(inputs)), dim=-1)
         return self.backbone.logit_scale * f @ self.text_weights.t()

@@ -9,11 +9,13 @@ A baseline is a *method* in the trainer's sense: an nn.Module with
 from __future__ import annotations
 
 import abc
-from typing import Dict, Sequence, Union
+from typing import Dict, Optional, Sequence, Union
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from ..data.templates import check_prompt_lengths
 
 Templates = Union[str, Sequence[str]]
 
@@ -40,6 +42,7 @@ def text_classifier(backbone, classnames: Sequence[str], templates: Templates) -
     if not classnames:
         raise ValueError("no class names given")
     names = [c.replace("_", " ") for c in classnames]
+    check_prompt_lengths(backbone, names, _as_list(templates))  # refuse, never truncate (issue 12)
     per_template = []
     for t in _as_list(templates):
         feats = backbone.encode_text([t.format(c) for c in names])
@@ -73,5 +76,7 @@ class FeatureMethod(nn.Module, abc.ABC):
         return self.predict(inputs, **kwargs)
 
     @abc.abstractmethod
-    def predict(self, inputs: Dict[str, torch.Tensor], **kwargs) -> torch.Tensor:
-        """Logits [B, C]; each baseline defines its own."""
+    def predict(self, inputs: Dict[str, torch.Tensor], *, mode: str = "mean", draws: int = 8,
+                generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        """Logits [B, C]. `mode`, `draws` and `generator` are the method protocol's
+        (`pini_core.methods.Method`); baselines without noise ignore them."""

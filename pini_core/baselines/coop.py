@@ -15,6 +15,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..data.templates import check_prompt_lengths
 from .common import FeatureMethod
 
 PLACEHOLDER = "X"  # CoOp's placeholder word for the context slots
@@ -30,6 +31,7 @@ class CoOp(FeatureMethod):
             raise ValueError("no class names given")
         self.classnames = list(classnames)
         self.n_ctx = n_ctx
+        check_prompt_lengths(backbone, [c.replace("_", " ") for c in self.classnames], "{}.", n_ctx, PLACEHOLDER)
         prompts = [" ".join([PLACEHOLDER] * n_ctx) + " " + c.replace("_", " ") + "." for c in self.classnames]
         token_ids = backbone.tokenize(prompts)
         if (token_ids[:, -1] != 0).any():
@@ -51,9 +53,19 @@ class CoOp(FeatureMethod):
         return torch.cat([self.token_prefix, self.ctx.unsqueeze(0).expand(c, -1, -1), self.token_suffix], dim=1)
 
     def text_features(self) -> torch.Tensor:
-        return self.backbone.encode_text_embeddings(self.prompt_embeddings(), self.token_ids)
+        """[C, D] un-normalised text features of the C prompts (CoOp's TextEncoder).
 
-    def predict(self, inputs: Dict[str, torch.Tensor], **kwargs) -> torch.Tensor:
+        SOS + the shared context is the same prefix for every class, so it is encoded once
+        (pini_core.text_prefix, exact); towers it does not cover, or `self.shared_prefix =
+        False`, use the full encoder `Backbone.encode_text_embeddings`."""
+        from ..text_prefix import encode_prompts
+
+        prefix = torch.cat([self.token_prefix[0], self.ctx.to(self.token_prefix.dtype)], dim=0)  # [1 + M, W]
+        return encode_prompts(self.backbone, prefix, self.token_suffix, self.token_ids,
+                              enabled=getattr(self, "shared_prefix", None))
+
+    def predict(self, inputs: Dict[str, torch.Tensor], *, mode: str = "mean", draws: int = 8,
+                generator: Optional[torch.Generator] = None) -> torch.Tensor:
         f = F.normalize(self.image_features(inputs), dim=-1)
         t = F.normalize(self.text_features(), dim=-1)
         return self.backbone.logit_scale * f @ t.t()

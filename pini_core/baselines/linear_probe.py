@@ -134,7 +134,8 @@ class LinearProbe(FeatureMethod):
         self.bias[idx] = torch.as_tensor(intercept, dtype=torch.float32, device=self.weight.device)
         self.present[idx] = True
 
-    def predict(self, inputs: Dict[str, torch.Tensor], **kwargs) -> torch.Tensor:
+    def predict(self, inputs: Dict[str, torch.Tensor], *, mode: str = "mean", draws: int = 8,
+                generator: Optional[torch.Generator] = None) -> torch.Tensor:
         f = self.image_features(inputs)  # un-normalised, as the probe was fitted
         logits = f @ self.weight.t() + self.bias
         # classes never seen in training can never be predicted (sklearn's behaviour)

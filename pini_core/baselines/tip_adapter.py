@@ -56,7 +56,7 @@ class TipHyper:
 
     @classmethod
     def for_dataset(cls, name: Optional[str]) -> "TipHyper":
-        from pini_core.bench.paper import canonical_dataset  # name normalisation only
+        from pini_core.data.names import canonical_dataset
 
         canon = canonical_dataset(name) if name else None
         a, b, scale = TIP_DATASET_CONFIG.get(canon, DEFAULT_CONFIG)
@@ -105,7 +105,8 @@ class TipAdapter(FeatureMethod):
         cache_logits = torch.exp(-beta * (1.0 - affinity)) @ self.cache_values  # exp(-beta(1 - fK^T)) V
         return clip_logits + alpha * cache_logits
 
-    def predict(self, inputs: Dict[str, torch.Tensor], **kwargs) -> torch.Tensor:
+    def predict(self, inputs: Dict[str, torch.Tensor], *, mode: str = "mean", draws: int = 8,
+                generator: Optional[torch.Generator] = None) -> torch.Tensor:
         f = F.normalize(self.image_features(inputs), dim=-1)
         clip_logits, affinity = self.logits_parts(f)
         return self.combine(clip_logits, affinity, self.alpha, self.beta)

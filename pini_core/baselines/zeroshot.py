@@ -2,7 +2,7 @@
 (one template per dataset, paper Table 6; optionally a prompt ensemble)."""
 from __future__ import annotations
 
-from typing import Dict, Sequence
+from typing import Dict, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -22,7 +22,8 @@ class ZeroShotCLIP(FeatureMethod):
         raise RuntimeError("zero-shot CLIP has no trainable parameters; evaluate it directly "
                            "(pini_core.trainer.evaluate) instead of calling fit")
 
-    def predict(self, inputs: Dict[str, torch.Tensor], **kwargs) -> torch.Tensor:
+    def predict(self, inputs: Dict[str, torch.Tensor], *, mode: str = "mean", draws: int = 8,
+                generator: Optional[torch.Generator] = None) -> torch.Tensor:
         f = F.normalize(self.image_features(inputs), dim=-1)
         return self.backbone.logit_scale * f @ self.text_weights.t()
 

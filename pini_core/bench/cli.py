@@ -14,9 +14,11 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-from pini_core.baselines import recipes
+from pini_core.experiment import PRESET_DOCS
+from pini_core.methods import get_method_spec, list_methods
 from .harness import QUICK_FACTOR, BackboneSpec, Benchmark, BenchConfig, BenchError, environment
 from .report import export, write_report
+from ..commands.common import SEED_MAX, out_dir_type, positive_int
 
 MINI_DATASET = "toy-clutter"
 COOP_DATASETS = ["imagenet", "caltech-101", "oxford_pets", "stanford_cars", "oxford_flowers", "food-101",
@@ -51,6 +53,21 @@ def _ints(text: str) -> List[int]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
 
 
+def _int_list(lo: int, hi, what: str):
+    """argparse type: comma-separated integers, each in [lo, hi] (hi None = unbounded)."""
+    from ..commands.common import int_range
+
+    one = int_range(lo, hi, what)
+
+    def parse(text: str) -> List[int]:
+        values = [one(t) for t in _csv(text)]
+        if not values:
+            raise argparse.ArgumentTypeError(f"expected comma-separated {what}s, got {text!r}")
+        return values
+
+    return parse
+
+
 def _json_dict(text: str) -> dict:
     import json
 
@@ -80,7 +97,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--preset", choices=sorted(PRESETS), default="mini",
                    help="starting point for every option below (default: mini = Table 2 in miniature)")
     g.add_argument("--methods", type=_csv, default=None,
-                   help=f"comma-separated, from: {', '.join(recipes.ALL_METHODS)}")
+                   help=f"comma-separated, from: {', '.join(list_methods())}")
     g.add_argument("--datasets", type=_csv, default=None,
                    help="comma-separated registry names (toy-..., oxford_pets, caltech-101, imagenet, ...)")
     g.add_argument("--data-root", default=None,
@@ -90,8 +107,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "'RN50:/w/RN50.pt', 'local-dir:/models/x'. The paper's numbers are shown where the "
                         "label matches, so label a local copy of OpenAI weights, e.g. "
                         "'ViT-B-16:openai=ViT-B-16:/w/ViT-B-16.pt'")
-    g.add_argument("--shots", type=_ints, default=None, help="comma-separated shots per class (1,2,4,8,16)")
-    g.add_argument("--seeds", type=_ints, default=None, help="comma-separated seeds (1,2,3)")
+    g.add_argument("--shots", type=_int_list(1, None, "a number of shots"), default=None,
+                   help="comma-separated shots per class (1,2,4,8,16)")
+    g.add_argument("--seeds", type=_int_list(0, SEED_MAX, "a seed"), default=None,
+                   help="comma-separated seeds (1,2,3)")
     g.add_argument("--dg", action="store_true",
                    help="domain generalisation (Table 3) on ImageNet: attach its variants (V2/Sketch/A/R under "
                         "--data-root) as targets and test every cell on them too. Toy tasks always carry their "
@@ -101,30 +120,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="epoch schedules: paper (the reference recipes: CoOp/CLIP-Adapter 50/100/100/200/200 "
                         "epochs at 1/2/4/8/16 shots, PiNI 200, Tip-Adapter-F 20) or quick (every schedule x "
                         f"{QUICK_FACTOR:g}, rounded up)")
-    t.add_argument("--epochs", type=int, default=None, help="override every trained method's epochs")
-    t.add_argument("--eval-mode", choices=["mean", "single", "average"], default="mean",
-                   help="PiNI at test time: mean (eps = 0), single (one draw, the authors' code), "
-                        "average (mean softmax over 8 draws)")
+    t.add_argument("--epochs", type=positive_int, default=None, help="override every trained method's epochs")
+    t.add_argument("--recipe", choices=list(PRESET_DOCS), default=None,
+                   help="PiNI's recipe preset: " + "; ".join(f"{k}: {v}" for k, v in PRESET_DOCS.items())
+                        + " (baselines always follow their reference recipes)")
+    t.add_argument("--eval-mode", choices=["mean", "single", "average"], default=None,
+                   help="PiNI at test time: mean (eps = 0), single (one random draw, the authors' code), average "
+                        "(default: the recipe preset's)")
     t.add_argument("--pini-noise", type=_json_dict, default={},
                    help='PiNI noise settings as JSON, over the paper default (visual feature + CA, prompt + LE), '
                         'e.g. \'{"visual_location": "image", "visual_generator": "cnn"}\' for a Table 1 variant')
     t.add_argument("--zeroshot-ensemble", action="store_true",
                    help="zero-shot / Tip-Adapter text classifier: dataset template + CLIP's 7-template ensemble")
-    t.add_argument("--aug-views", type=int, default=4,
+    t.add_argument("--aug-views", type=positive_int, default=4,
                    help="augmented views cached per training image for the SGD-trained methods (default 4)")
     t.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
                    help="CoOp's train augmentation (random resized crop + flip) for every trained method "
                         "(default: on, off for the mini preset's 64-px toy images)")
     t.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:1")
     t.add_argument("--precision", choices=["fp32", "amp"], default="fp32")
-    t.add_argument("--threads", type=int, default=None,
+    t.add_argument("--threads", type=positive_int, default=None,
                    help="torch CPU threads (default: 1 for the mini preset, whose model is tiny; torch's choice "
                         "otherwise)")
     o = parser.add_argument_group("output")
-    o.add_argument("--out", default=None, help="results folder (default: results/bench/<preset>)")
-    o.add_argument("--export", default=None,
+    o.add_argument("--out", type=out_dir_type, default=None, help="results folder (default: results/bench/<preset>)")
+    o.add_argument("--export", type=out_dir_type, default=None,
                    help="also copy tables.md, figures, results.jsonl and meta.json here (e.g. assets/bench)")
-    o.add_argument("--max-cells", type=int, default=None, help="stop after this many newly finished cells")
+    o.add_argument("--max-cells", type=positive_int, default=None, help="stop after this many newly finished cells")
     o.add_argument("--report-only", action="store_true", help="do not run cells; rebuild tables/plots")
     o.add_argument("--all-records", action="store_true",
                    help="tabulate every record in results.jsonl, not only this command's cells")
@@ -140,7 +162,7 @@ def config_from_args(args) -> BenchConfig:
         shots=args.shots or p["shots"], seeds=args.seeds or p["seeds"], backbones=backbones,
         out_dir=args.out or str(Path("results") / "bench" / args.preset), data_root=args.data_root,
         profile=args.profile or p["profile"], epochs=args.epochs, device=args.device, precision=args.precision,
-        eval_mode=args.eval_mode, zeroshot_ensemble=args.zeroshot_ensemble, dg=args.dg, pini_noise=args.pini_noise,
+        eval_mode=args.eval_mode, recipe=args.recipe or p.get("recipe", "paper"), zeroshot_ensemble=args.zeroshot_ensemble, dg=args.dg, pini_noise=args.pini_noise,
         aug_views=args.aug_views, augment=p.get("augment", True) if args.augment is None else args.augment,
         max_cells=args.max_cells, progress=not args.no_progress)
 
@@ -150,12 +172,13 @@ def describe(cfg: BenchConfig, bench: Benchmark) -> str:
     for m in cfg.methods:
         for k in cfg.shots:
             r = bench.method_settings(m, k, cfg.datasets[0])["recipe"]
-            if "epochs" in r:
+            if get_method_spec(m).training == "gradient":
                 epochs.setdefault(m, set()).add(r["epochs"])
     ep = "; ".join(f"{m} {'/'.join(str(e) for e in sorted(v))}" for m, v in epochs.items())
     return (f"Setting: methods {', '.join(cfg.methods)}; datasets {', '.join(cfg.datasets)}; backbones "
             f"{', '.join(b.label for b in cfg.backbones)}; shots {', '.join(map(str, cfg.shots))}; seeds "
-            f"{', '.join(map(str, cfg.seeds))}; profile {cfg.profile}"
+            f"{', '.join(map(str, cfg.seeds))}; PiNI recipe {cfg.recipe} ({PRESET_DOCS[cfg.recipe]}); "
+            f"profile {cfg.profile}"
             + (f" (epochs: {ep})" if ep else "")
             + ("; train augmentation off (test transform only)" if not cfg.augment else "")
             + ". Last-epoch models; C (linear probe) and alpha/beta "
@@ -166,8 +189,6 @@ def _command_line() -> str:
     argv0 = sys.argv[0].replace("\\", "/")
     if argv0.endswith("pini_core/__main__.py"):
         argv0 = "python -m pini_core"
-    elif argv0.endswith("pini_core/bench/__main__.py"):
-        argv0 = "python -m pini_core.bench"
     return " ".join([argv0] + sys.argv[1:])
 
 
@@ -243,7 +264,3 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pini_core bench")
     add_arguments(parser)
     return run(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -13,7 +13,6 @@ trained cell is also evaluated on each target; the record keeps them under "targ
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import math
 import os
 import platform
@@ -26,7 +25,10 @@ from typing import Callable, Dict, List, Optional, Sequence
 import torch
 from tqdm.auto import tqdm
 
-from pini_core.baselines import recipes
+from pini_core.backbone import BackboneSpec, weights_identity
+from pini_core.experiment import PRESETS as RECIPE_PRESETS
+from pini_core.experiment import ExperimentConfig, preset_config
+from pini_core.methods import list_methods
 from .results import ResultsFile, config_hash
 
 PROTOCOL_VERSION = 1
@@ -40,41 +42,15 @@ QUICK_FACTOR = 0.5
 PROFILES = ("paper", "quick")
 
 
-class BenchError(RuntimeError):
+from pini_core.errors import PiniError  # noqa: E402  (one error hierarchy, issue 12)
+
+
+class BenchError(PiniError, RuntimeError):
     """A benchmark setting cannot run; the message says what to change."""
 
 
 class CellInterrupted(KeyboardInterrupt):
     """Training of a cell was interrupted: the cell is not recorded."""
-
-
-@dataclass(frozen=True)
-class BackboneSpec:
-    """A backbone as the CLI names it: ``[LABEL=]NAME[:PRETRAINED]``.
-
-    ``ViT-B-16:openai``; ``RN50:/w/rn50.pt``; ``embedded``; ``local-dir:/models/x``.
-    LABEL is what results and tables call it; the paper's numbers are matched on labels
-    such as ``ViT-B-16:openai``, so give a local copy of OpenAI's weights that label:
-    ``ViT-B-16:openai=ViT-B-16:/w/ViT-B-16.pt``."""
-
-    label: str
-    name: str
-    pretrained: Optional[str] = None
-
-    @classmethod
-    def parse(cls, text: str) -> "BackboneSpec":
-        text = text.strip()
-        if not text:
-            raise BenchError("empty backbone name; e.g. --backbones ViT-B-16:openai or embedded")
-        label, sep, rest = text.partition("=")
-        if not sep:
-            label, rest = text, text
-        if not label or not rest:
-            raise BenchError(f"cannot read backbone {text!r}; use LABEL=NAME:PRETRAINED or NAME:PRETRAINED")
-        if rest.startswith(("local-dir:", "hf-hub:")) or ":" not in rest:
-            return cls(label=label, name=rest, pretrained=None)
-        name, _, pretrained = rest.partition(":")
-        return cls(label=label, name=name, pretrained=pretrained or None)
 
 
 @dataclass
@@ -90,7 +66,8 @@ class BenchConfig:
     epochs: Optional[int] = None  # override every trained method's epochs
     device: str = "auto"
     precision: str = "fp32"
-    eval_mode: str = "mean"  # PiNI at test time: mean (eps = 0) | single | average
+    eval_mode: Optional[str] = None  # PiNI at test time: mean (eps = 0) | single | average; None: the recipe's
+    recipe: str = "paper"  # PiNI's recipe preset (pini_core.experiment): paper | authors | toy
     zeroshot_ensemble: bool = False
     dg: bool = False  # load domain-generalisation targets (ImageNet variants)
     aug_views: int = 4  # augmented views cached per training image (shared trainer)
@@ -101,9 +78,11 @@ class BenchConfig:
     progress: bool = True
 
     def validate(self) -> None:
-        unknown = [m for m in self.methods if m not in recipes.ALL_METHODS]
+        unknown = [m for m in self.methods if m not in list_methods()]
         if unknown:
-            raise BenchError(f"unknown method(s) {unknown}; choose from {', '.join(recipes.ALL_METHODS)}")
+            raise BenchError(f"unknown method(s) {unknown}; choose from {', '.join(list_methods())}")
+        if self.recipe not in RECIPE_PRESETS:
+            raise BenchError(f"recipe must be one of {RECIPE_PRESETS}, got {self.recipe!r}")
         if not self.methods or not self.datasets or not self.backbones:
             raise BenchError("need at least one method, one dataset and one backbone")
         bad = [k for k in self.shots if not isinstance(k, int) or k < 1]
@@ -115,7 +94,7 @@ class BenchConfig:
             raise BenchError(f"profile must be one of {PROFILES}, got {self.profile!r}")
         if self.epochs is not None and self.epochs < 1:
             raise BenchError(f"--epochs must be >= 1, got {self.epochs}")
-        if self.eval_mode not in ("mean", "single", "average"):
+        if self.eval_mode not in (None, "mean", "single", "average"):
             raise BenchError(f"eval mode must be mean, single or average, got {self.eval_mode!r}")
         if self.pini_noise:
             from pini_core.noise import NoiseConfig, NoiseConfigError
@@ -147,26 +126,6 @@ def _utc_now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-class _Restricted(torch.nn.Module):
-    """Evaluate a method on a subset of its classes (ImageNet-A/-R: 200 of ImageNet's 1000,
-    as CoOp does): logits outside the subset are pushed to -1e9."""
-
-    def __init__(self, method, class_idx: Sequence[int]):
-        super().__init__()
-        self.inner = method
-        self.needs_pixels = getattr(method, "needs_pixels", False)
-        self.class_idx = list(class_idx)
-
-    def predict(self, inputs, mode: str = "mean", draws: int = 8, generator=None):
-        kwargs = {"mode": mode}
-        if "generator" in self.inner.predict.__code__.co_varnames:
-            kwargs.update(draws=draws, generator=generator)
-        logits = self.inner.predict(inputs, **kwargs)
-        mask = torch.full_like(logits, -1e9)
-        mask[:, self.class_idx] = 0.0
-        return logits + mask
-
-
 class Benchmark:
     """Plans and runs cells; `backbone_loader` / `dataset_loader` are injectable for tests."""
 
@@ -182,6 +141,7 @@ class Benchmark:
         self._bb = None
         self._splits: Dict[str, object] = {}
         self._weights_ids: Dict[str, str] = {}
+        self._features = None  # one feature cache shared by every cell of this run
         self.stop_event = threading.Event()
 
     # ------------------------------------------------------------------ loading
@@ -217,27 +177,45 @@ class Benchmark:
         return self._splits[dataset]
 
     # ------------------------------------------------------------------ plan
-    def method_settings(self, method: str, shots: int, dataset: str) -> Dict:
-        """Everything that defines how a cell of `method` runs (hashed into the record key)."""
-        r = dict(recipes.recipe(method, shots, dataset))
-        if "epochs" in r:
-            if self.cfg.epochs is not None:
-                r["epochs"] = self.cfg.epochs
-            elif self.cfg.profile == "quick":
-                r["epochs"] = max(1, math.ceil(r["epochs"] * QUICK_FACTOR))
-        s = {"method": method, "recipe": r, "protocol": PROTOCOL_VERSION, "dg": self.cfg.dg}
-        if method in ("coop", "clip_adapter", "pini"):
-            s["aug_views"] = self.cfg.aug_views
-        if not self.cfg.augment and method not in ("zeroshot", "linear_probe"):
-            s["augment"] = False  # only recorded when off, so earlier augmented cells keep their keys
-        if method == "pini":
-            from pini_core.noise import NoiseConfig
+    def experiment(self, method: str, shots: int, dataset: str, seed: int = 1,
+                   backbone: Optional["BackboneSpec"] = None) -> ExperimentConfig:
+        """The ExperimentConfig one cell runs: the recipe preset's config for `method`, with
+        the benchmark's overrides (profile / --epochs, augmentation, views, noise, eval mode)."""
+        import dataclasses as dc
 
-            s["noise"] = NoiseConfig.from_dict({**NoiseConfig().to_dict(), **self.cfg.pini_noise}).to_dict()
-            s["eval_mode"] = self.cfg.eval_mode
-        if method in ("zeroshot", "tip_adapter", "tip_adapter_f"):
-            s["ensemble"] = self.cfg.zeroshot_ensemble
-        return s
+        from pini_core.noise import NoiseConfig
+
+        b = backbone or self.cfg.backbones[0]
+        zs = method == "zeroshot"
+        cfg = preset_config(self.cfg.recipe, method=method, shots=0 if zs else shots, dataset=dataset,
+                            seed=0 if zs else seed, backbone=b.name, pretrained=b.pretrained, device=self.cfg.device,
+                            precision=self.cfg.precision)
+        r = cfg.recipe
+        epochs = r.epochs
+        if self.cfg.epochs is not None:
+            epochs = self.cfg.epochs
+        elif self.cfg.profile == "quick":
+            epochs = max(1, math.ceil(r.epochs * QUICK_FACTOR))
+        views = r.aug_views if method in ("tip_adapter", "tip_adapter_f") or r.aug_views == 0 else self.cfg.aug_views
+        recipe = dc.replace(r, epochs=epochs, augment=self.cfg.augment and r.augment, aug_views=views,
+                            precision=self.cfg.precision, eval_every=0)
+        changes = {"recipe": recipe, "data": dc.replace(cfg.data, root=self.cfg.data_root)}
+        if method == "pini" and self.cfg.pini_noise:
+            changes["noise"] = NoiseConfig.from_dict({**cfg.noise.to_dict(), **self.cfg.pini_noise})
+        if self.cfg.eval_mode is not None:
+            changes["eval"] = dc.replace(cfg.eval, mode=self.cfg.eval_mode)
+        if method in ("zeroshot", "tip_adapter", "tip_adapter_f") and self.cfg.zeroshot_ensemble:
+            changes["options"] = {"ensemble": True}
+        return cfg.replace(**changes)
+
+    def method_settings(self, method: str, shots: int, dataset: str, seed: int = 1) -> Dict:
+        """Everything that defines how a cell of `method` runs (hashed into the record key):
+        its whole experiment config, minus what the key already holds."""
+        exp = self.experiment(method, shots, dataset, seed).to_dict()
+        for k in ("seed", "backbone", "pretrained", "device"):
+            exp.pop(k)
+        return {"method": method, "recipe": exp.pop("recipe"), "experiment": exp, "protocol": PROTOCOL_VERSION,
+                "dg": self.cfg.dg}
 
     def weights_id(self, label: str) -> str:
         """What the backbone's weights are, known without loading them (cached per label)."""
@@ -249,14 +227,15 @@ class Benchmark:
     def cell_settings(self, cell: Cell) -> Dict:
         """method settings + the identity of the backbone's weights: retrained or replaced
         weights under the same label make new cells, never a silent reuse."""
-        return {**self.method_settings(cell.method, cell.shots, cell.dataset), "weights": self.weights_id(cell.backbone)}
+        return {**self.method_settings(cell.method, cell.shots, cell.dataset, cell.seed),
+                "weights": self.weights_id(cell.backbone)}
 
     def cell_config(self, cell: Cell) -> str:
         return config_hash(self.cell_settings(cell))
 
     def plan(self) -> List[Cell]:
         cells: List[Cell] = []
-        trained = [m for m in sorted(self.cfg.methods, key=recipes.ALL_METHODS.index) if m != "zeroshot"]
+        trained = [m for m in sorted(self.cfg.methods, key=list_methods().index) if m != "zeroshot"]
         for b in self.cfg.backbones:
             for d in self.cfg.datasets:
                 if "zeroshot" in self.cfg.methods:
@@ -316,187 +295,52 @@ class Benchmark:
                 "cpu_seconds": time.process_time() - cpu0}
 
     # ------------------------------------------------------------------ one cell
-    def _test_features(self, bb, data):
-        from pini_core.features import encode_images
-
-        return encode_images(bb, data, batch_size=self.cfg.batch_size, progress=False)
-
-    def _templates(self, splits) -> List[str]:
-        from pini_core.baselines import ENSEMBLE_TEMPLATES
-
-        return [splits.template] + (list(ENSEMBLE_TEMPLATES) if self.cfg.zeroshot_ensemble else [])
+    def cell_experiment(self, cell: Cell) -> ExperimentConfig:
+        spec = next(b for b in self.cfg.backbones if b.label == cell.backbone)
+        return self.experiment(cell.method, cell.shots, cell.dataset, cell.seed, spec)
 
     def run_cell(self, cell: Cell) -> Dict:
-        """Train (if needed) and evaluate one cell; returns its result record."""
+        """Train (if needed) and evaluate one cell through `pini_core.run`; returns its record."""
+        from pini_core.errors import PiniError
+        from pini_core.features import FeatureCache
+        from pini_core.runner import run
+
         bb = self.backbone(cell.backbone)
         splits = self.splits(cell.dataset)
         settings = self.cell_settings(cell)
-        torch.manual_seed(cell.seed)
-        info: Dict = {}
-        t_train = time.time()
-        if cell.method == "zeroshot":
-            data = splits
-            method = self._build_zeroshot(bb, splits)
-        else:
-            data = self._fewshot(splits, cell, info)
-            method = self._train(cell, bb, data, settings, info)
-        train_time = time.time() - t_train
-
-        t_eval = time.time()
-        from pini_core.trainer import evaluate
-
-        mode = self.cfg.eval_mode if cell.method == "pini" else "mean"
-        test_feats = None if getattr(method, "needs_pixels", False) else self._test_features(bb, splits.test)
-        acc = evaluate(method, bb, splits.test, mode=mode, features=test_feats, seed=cell.seed)["accuracy"]
-        targets = {}
-        for tname, tdata in (splits.targets or {}).items():
-            restrict = (splits.meta.get("target_classes") or {}).get(tname)
-            m = _Restricted(method, restrict) if restrict is not None else method
-            tf = None if getattr(method, "needs_pixels", False) else self._test_features(bb, tdata)
-            targets[tname] = evaluate(m, bb, tdata, mode=mode, features=tf, seed=cell.seed)["accuracy"]
-        eval_time = time.time() - t_eval
-
+        config = self.cell_experiment(cell)
+        if self._features is None:
+            self._features = FeatureCache()
+        t0 = time.time()
+        try:
+            res = run(config, backbone=bb, dataset=splits, features=self._features, stop_event=self.stop_event,
+                      progress=False)
+        except PiniError as e:
+            raise BenchError(str(e)) from None
+        info = dict(res.info)
+        if res.stopped:
+            if res.reason.startswith(("interrupted", "stopped on request")):
+                raise CellInterrupted(res.reason)
+            info["stopped_early"] = res.reason  # NaN guard: last good epoch kept, say so
+        m = res.metrics
+        targets = {k.split("/", 1)[1]: v for k, v in m.items() if k.startswith("target_accuracy/")}
         record = {
             "method": cell.method, "dataset": cell.dataset, "shots": cell.shots, "seed": cell.seed,
             "backbone": cell.backbone, "config": config_hash(settings),
-            "accuracy": float(acc), "train_time_s": round(train_time, 4), "eval_time_s": round(eval_time, 4),
-            "n_train": 0 if cell.method == "zeroshot" else len(data.train), "n_test": len(splits.test),
-            "num_classes": len(splits.classnames), "settings": settings, "eval_mode": mode,
+            "accuracy": float(m["test_accuracy"]), "train_time_s": round(res.train_seconds, 4),
+            "eval_time_s": round(time.time() - t0 - res.train_seconds, 4),
+            "n_train": m.get("n_train", 0),
+            "n_test": len(splits.test), "num_classes": len(splits.classnames), "settings": settings,
+            "eval_mode": m["test_mode"], "recipe_preset": config.preset,
             "backbone_fingerprint": (getattr(bb, "identity", {}) or {}).get("fingerprint"),
             "finished_at": _utc_now(), "model": "last epoch",
         }
         if targets:
             record["targets"] = targets
+        if res.history:
+            info.setdefault("fit_loop_s", round(res.train_seconds, 4))
         record.update(info)
         return record
-
-    def _fewshot(self, splits, cell: Cell, info: Dict):
-        """CoOp's k-shot train / min(k, 4)-shot val. Where the dataset's val IS its test set
-        (ImageNet in CoOp, whose linear probe and Tip-Adapter then search on test), the
-        search split is drawn instead from training images outside the k shots, so that
-        nothing is ever selected on test."""
-        import dataclasses as dc
-
-        from pini_core.data.fewshot import MAX_VAL_SHOTS, fewshot_splits, sample_few_shot
-
-        data = fewshot_splits(splits, cell.shots, cell.seed)
-        if splits.meta.get("val_is_test"):
-            chosen = {(id(x) if not isinstance(x, str) else x, int(y)) for x, y in data.train}
-            rest = [(x, y) for x, y in splits.train if (id(x) if not isinstance(x, str) else x, int(y)) not in chosen]
-            val = sample_few_shot(rest, min(cell.shots, MAX_VAL_SHOTS), cell.seed) if rest else []
-            if not val:
-                raise BenchError(f"{cell.dataset}: its val split is its test set and no training image is left "
-                                 f"outside the {cell.shots} shots to search hyper-parameters on")
-            data = dc.replace(data, val=val)
-            info["val_source"] = "train images outside the shots (dataset val is its test set)"
-        return data
-
-    def _build_zeroshot(self, bb, splits):
-        from pini_core.baselines import ZeroShotCLIP
-
-        return ZeroShotCLIP(bb, splits.classnames, self._templates(splits))
-
-    def _fit(self, method, bb, train, recipe: Dict, seed: int, info: Dict):
-        from pini_core.trainer import TrainConfig, fit
-
-        cfg = TrainConfig(epochs=recipe["epochs"], lr=recipe["lr"], batch_size=recipe["batch_size"],
-                          momentum=recipe["momentum"], weight_decay=recipe["weight_decay"],
-                          warmup_epochs=recipe["warmup_epochs"], warmup_lr=recipe["warmup_lr"],
-                          precision=self.cfg.precision, aug_views=self.cfg.aug_views, seed=seed,
-                          augment=self.cfg.augment, eval_every=0)
-        result = fit(method, bb, train, cfg, stop_event=self.stop_event, progress=False)
-        if result.stopped:
-            if result.reason.startswith(("interrupted", "stopped on request")):
-                raise CellInterrupted(result.reason)
-            info["stopped_early"] = result.reason  # NaN guard: last good epoch kept, say so
-        info["epochs_run"] = len(result.history)
-        info["final_loss"] = result.history[-1]["loss"] if result.history else None
-        info["fit_loop_s"] = round(result.seconds, 4)
-        return result.method
-
-    def _train(self, cell: Cell, bb, data, settings: Dict, info: Dict):
-        from pini_core import baselines as B
-        from pini_core.features import encode_images, labels_of
-
-        recipe = settings["recipe"]
-        m = cell.method
-        if m in ("coop", "clip_adapter", "pini"):
-            if m == "coop":
-                method = B.CoOp(bb, data.classnames)
-            elif m == "clip_adapter":
-                method = B.CLIPAdapter(bb, data.classnames, data.template)
-            else:
-                from pini_core.model import PiNIModel
-                from pini_core.noise import NoiseConfig
-
-                method = PiNIModel(bb, data.classnames, data.template, NoiseConfig.from_dict(settings["noise"]))
-            return self._fit(method, bb, data.train, recipe, cell.seed, info)
-        if m == "linear_probe":
-            method = B.LinearProbe(bb, len(data.classnames))
-            x = encode_images(bb, data.train, batch_size=self.cfg.batch_size, progress=False)
-            xv = encode_images(bb, data.val, batch_size=self.cfg.batch_size, progress=False)
-            log = method.fit_features(x, labels_of(data.train), xv, labels_of(data.val),
-                                      grid=recipe["c_grid"], refine_steps=recipe["refine_steps"],
-                                      max_iter=recipe["max_iter"])
-            info["val_search"] = {"C": log.best_c, "tried": len(log.tried)}
-            return method
-        if m in ("tip_adapter", "tip_adapter_f"):
-            views = encode_images(bb, data.train, batch_size=self.cfg.batch_size, augment=self.cfg.augment,
-                                  views=recipe["augment_views"], seed=cell.seed, progress=False)
-            if views.dim() == 2:
-                views = views.unsqueeze(0)
-            y = labels_of(data.train)
-            method = B.TipAdapter(bb, data.classnames, self._templates(data), views.mean(0), y,
-                                  hyper=B.TipHyper.for_dataset(cell.dataset), learnable_keys=(m == "tip_adapter_f"))
-            if m == "tip_adapter_f":
-                hist = B.fit_tip_adapter_f(method, views, y, epochs=recipe["epochs"], lr=recipe["lr"],
-                                           eps=recipe["eps"], batch_size=recipe["batch_size"], seed=cell.seed,
-                                           stop_event=self.stop_event)
-                info["epochs_run"] = len(hist)
-                info["final_loss"] = hist[-1]["loss"]
-            xv = encode_images(bb, data.val, batch_size=self.cfg.batch_size, progress=False)
-            found = method.search_hyperparameters(xv, labels_of(data.val))
-            info["val_search"] = {k: round(v, 4) for k, v in found.items()}
-            return method
-        raise BenchError(f"no runner for method {m!r}")
-
-
-def _file_digest(path: Path) -> str:
-    """size + sha1 of the first and last MiB: cheap even for GB-sized weights, and any
-    retrained or replaced file changes it."""
-    h = hashlib.sha1()
-    size = path.stat().st_size
-    h.update(f"{path.name}:{size}".encode())
-    with open(path, "rb") as f:
-        h.update(f.read(1 << 20))
-        if size > 2 << 20:
-            f.seek(-(1 << 20), os.SEEK_END)
-            h.update(f.read())
-    return h.hexdigest()[:12]
-
-
-def weights_identity(spec: BackboneSpec) -> str:
-    """Identity of a backbone's weights without loading them: a digest of the local files
-    (embedded model, local-dir, weights file) or the name + pretrained tag."""
-    def model_files(folder: Path) -> List[Path]:
-        # the model itself (config + weights), not side files such as metadata
-        if not folder.is_dir():
-            return []
-        return sorted(p for p in folder.glob("*") if p.is_file() and (
-            p.name == "open_clip_config.json" or p.suffix in (".safetensors", ".bin", ".pt", ".pth")))
-
-    files: List[Path] = []
-    if spec.name in ("embedded", "pini-toyclip"):
-        from pini_core.backbone import embedded_dir
-
-        files = model_files(embedded_dir())
-    elif spec.name.startswith("local-dir:"):
-        files = model_files(Path(spec.name[len("local-dir:"):]))
-    elif spec.pretrained and os.path.isfile(spec.pretrained):
-        files = [Path(spec.pretrained)]
-    if not files:
-        return f"{spec.name}:{spec.pretrained}"
-    return "files:" + ",".join(_file_digest(p) for p in files)
 
 
 def environment() -> Dict:

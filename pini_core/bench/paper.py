@@ -12,6 +12,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Iterable, Optional
 
+from pini_core.data.names import canonical_dataset  # noqa: F401 - re-exported for the tables
+
 PAPER_FILE = Path(__file__).with_name("paper_results.json")
 
 # Canonical method keys, in the order the tables list them.
@@ -34,34 +36,7 @@ DATASET_SHORT = {
     "imagenetv2": "-V2", "imagenet_sketch": "-S", "imagenet_a": "-A", "imagenet_r": "-R",
 }
 
-# Spellings people (and folder names) use -> canonical key. Keys are compared after
-# lower-casing and dropping '-', '_' and spaces.
-_ALIASES = {
-    "imagenet": "imagenet", "net": "imagenet",
-    "caltech101": "caltech101", "caltech": "caltech101",
-    "oxfordpets": "oxford_pets", "pets": "oxford_pets",
-    "stanfordcars": "stanford_cars", "cars": "stanford_cars",
-    "oxfordflowers": "oxford_flowers", "flowers102": "oxford_flowers", "flowers": "oxford_flowers",
-    "food101": "food101", "food": "food101",
-    "fgvcaircraft": "fgvc_aircraft", "aircraft": "fgvc_aircraft", "fgvc": "fgvc_aircraft",
-    "sun397": "sun397", "sun": "sun397",
-    "dtd": "dtd", "describabletextures": "dtd",
-    "eurosat": "eurosat", "sat": "eurosat",
-    "ucf101": "ucf101", "ucf": "ucf101",
-    "imagenetv2": "imagenetv2",
-    "imagenetsketch": "imagenet_sketch",
-    "imageneta": "imagenet_a", "imagenetadversarial": "imagenet_a",
-    "imagenetr": "imagenet_r", "imagenetrendition": "imagenet_r",
-}
-
 _BACKBONE_SHORT = {"ViT-B-16": "ViT-B/16", "ViT-B-32": "ViT-B/32", "ViT-L-14": "ViT-L/14"}
-
-
-def canonical_dataset(name: str) -> Optional[str]:
-    """The paper's key for a dataset name ('Caltech-101', 'caltech101' -> 'caltech101'),
-    or None for datasets the paper does not report (toy tasks, your own folders)."""
-    key = name.lower().replace("-", "").replace("_", "").replace(" ", "")
-    return _ALIASES.get(key)
 
 
 def dataset_display(name: str) -> str:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from .common import add_backbone_args, add_data_args, checkpoint_and_split
+from .common import add_backbone_args, add_data_args, checkpoint_and_split, out_file_type, positive_int, seed_type
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -15,21 +15,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_backbone_args(p, default_model=None)
     add_data_args(p)
     p.add_argument("--split", default="test")
-    p.add_argument("--draws", type=int, default=8, help="noise draws per image for the Monte Carlo estimate")
-    p.add_argument("--seed", type=int, default=None,
+    p.add_argument("--draws", type=positive_int, default=8, help="noise draws per image for the Monte Carlo estimate")
+    p.add_argument("--seed", type=seed_type, default=None,
                    help="dataset split/render seed (default: the one the checkpoint was trained with)")
-    p.add_argument("--noise-seed", type=int, default=0, help="seed of the noise draws")
-    p.add_argument("--plot", default=None, help="write a bar chart (PNG) here")
+    p.add_argument("--noise-seed", type=seed_type, default=0, help="seed of the noise draws")
+    p.add_argument("--plot", type=out_file_type, default=None, help="write a bar chart (PNG) here")
 
 
 def run(args) -> int:
     from ..analysis.meter import pi_noise_meter
     from ..analysis.plots import plot_meter
 
-    loaded = checkpoint_and_split(args)
-    if loaded is None:
-        return 2
-    bb, model, splits, data, _ = loaded
+    bb, model, splits, data, _ = checkpoint_and_split(args)
     res = pi_noise_meter(model, data, draws=args.draws, seed=args.noise_seed)
     print(f"H(T) = {res['H_T']:.4f} nats (zero-shot CLIP, Eq. 3)")
     print(f"{'noise':8s} {'H(T|eps)':>10s} {'I(T,eps)':>10s} {'acc %':>7s}")

@@ -1,85 +1,284 @@
-"""python -m pini_core speed: training-step throughput with vs without feature caching.
+"""python -m pini_core speed: training-step throughput of PiNI's three execution paths.
 
-When no noise enters the image encoder, the trainer caches V(x) once, so a step no
-longer runs the image tower. This measures that on the same model (default: ViT-B-32
-size, random init — the speed does not depend on the weights), batch 32:
+In one run, for each class count C and one architecture (paper-default noise: visual
+feature + CA, prompt + LE; batch 32; SGD step = forward + backward + update):
 
-  python -m pini_core speed --arch ViT-B-32 --batch-size 32 --steps 5
+  default  cached image features, the full text encoder over all C prompts (truncated at
+           the longest EOT) -- the project's path without shared-prefix encoding;
+  shared   cached image features, shared-prefix text encoding (pini_core.text_prefix:
+           the prefix once per noise draw, then only the class suffixes);
+  authors  the authors' code's style: images re-encoded every step, every prompt run over
+           the full context (77 tokens for OpenAI CLIPs), no prefix sharing.
+
+Reports the median seconds per step over --steps timed steps (after --warmup), steps/s,
+the ratios to `default`, and the text-tower token counts per step. A (path, C) whose
+estimated activation memory exceeds --mem-limit-gb is not run: its time is extrapolated
+linearly in text tokens from the measured class counts of the same path, and marked so.
+
+  python -m pini_core speed --classes 10,100,1000                # random-init ViT-B-16
+  python -m pini_core speed --model embedded --classes 10,100,1000 --json speed.json
 """
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
+import sys
 import time
+from typing import Dict, List, Optional
+
+PATHS = ("default", "shared", "authors")
+# Activation memory kept for the backward pass, bytes per (text token x layer x width) in
+# fp32, measured on CPU with ViT-B-16's text tower (x ~1.3 safety margin); see docs/speed.md.
+BYTES_PER_TOKEN_LAYER_WIDTH = 4 * 24
+WORDS = ("tabby cat dog fox shark whale eagle owl hen goose snail crab lobster spider beetle ant bee moth "
+         "frog newt turtle lizard snake cobra python boa viper otter seal koala llama camel zebra horse "
+         "pony bison ox goat sheep pig boar hippo rhino tiger lion leopard cheetah lynx jaguar puma bear "
+         "panda monkey gorilla lemur sloth bat mole shrew hare rabbit squirrel beaver marmot porcupine "
+         "hedgehog robin finch wren jay magpie crow heron stork crane swan duck pelican parrot macaw "
+         "toucan hornbill peacock quail grouse pheasant ostrich emu kiwi penguin albatross gull tern "
+         "sandpiper plover ibis flamingo spoonbill egret bittern rail coot bustard kite hawk falcon "
+         "vulture condor harrier buzzard osprey great white grey red green blue black golden silver "
+         "spotted striped common giant little lesser american european african indian tree sea snow "
+         "river mountain desert garden house water field wood rock sand wild pygmy electric toy").split()
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--arch", default="ViT-B-32", help="open_clip architecture (random init)")
+    p.add_argument("--model", "--arch", dest="model", default="ViT-B-16",
+                   help="open_clip architecture built with random weights (speed does not depend on them), "
+                        "or 'embedded' for the shipped toy CLIP")
+    p.add_argument("--classes", default="10,100,1000", help="comma-separated class counts C")
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--classes", type=int, default=10)
-    p.add_argument("--steps", type=int, default=5, help="timed steps per setting (after 1 warm-up step)")
+    p.add_argument("--steps", type=int, default=3, help="timed steps per (path, C); the median is reported")
+    p.add_argument("--warmup", type=int, default=1, help="untimed steps first")
+    p.add_argument("--paths", default=",".join(PATHS), help=f"comma-separated subset of {', '.join(PATHS)}")
+    p.add_argument("--classnames", default=None,
+                   help="file of class names (one per line, or CoOp's ImageNet 'n01440764 tench' lines); "
+                        "default: synthetic names of 1-4 words (+ one 11-token name when C >= 100, like ImageNet)")
+    p.add_argument("--mem-limit-gb", type=float, default=6.0,
+                   help="skip (and extrapolate) a (path, C) whose estimated text activations exceed this")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = leave as is)")
     p.add_argument("--device", default="auto")
+    p.add_argument("--json", nargs="?", const="-", default=None, metavar="PATH",
+                   help="also write the rows as JSON to PATH ('-' or no value: print them as the last line)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def _time_steps(model, inputs, labels, steps: int) -> float:
+def _parse_list(text: str, what: str, kind=int) -> list:
+    from ..errors import ConfigError
+
+    try:
+        out = [kind(x.strip()) for x in str(text).split(",") if x.strip()]
+    except ValueError:
+        raise ConfigError(f"--{what} must be a comma-separated list, got {text!r}") from None
+    if not out:
+        raise ConfigError(f"--{what} is empty")
+    return out
+
+
+def synthetic_classnames(n: int, seed: int = 0) -> List[str]:
+    """n distinct class names of 1-4 common words (1-6 BPE tokens; ImageNet's mean is ~3),
+    plus, when n >= 100, one 11-token name (the longest ImageNet class-name length that the
+    issue's 34-token prompts imply). Deterministic for a seed."""
+    import random
+
+    rng = random.Random(seed)
+    names, seen = [], set()
+    while len(names) < n:
+        k = rng.choice((1, 1, 1, 2, 2, 2, 3, 4))
+        name = " ".join(rng.choice(WORDS) for _ in range(k))
+        if name not in seen:
+            seen.add(name)
+            names.append(name)
+    if n >= 100:
+        names[n // 2] = "great white spotted american desert mountain river snow tree sea house"
+    return names
+
+
+def read_classnames(path: str) -> List[str]:
+    from ..errors import DataError
+
+    try:
+        lines = [ln.strip() for ln in open(path, encoding="utf-8") if ln.strip()]
+    except OSError as e:
+        raise DataError(f"cannot read class names from {path}: {e.strerror or e}") from None
+    out = []
+    for ln in lines:
+        head, _, rest = ln.partition(" ")
+        out.append(rest.strip() if head[:1] == "n" and head[1:].isdigit() and rest else ln)
+    return out
+
+
+def _load(args):
+    import open_clip
+
+    from ..backbone import EMBEDDED_NAMES, load_backbone
+    from ..errors import ModelLoadError
+
+    if args.model in EMBEDDED_NAMES:
+        return load_backbone("embedded", device=args.device), "embedded (toy CLIP)"
+    cfg = open_clip.get_model_config(args.model)
+    if cfg is None:
+        import difflib
+
+        close = difflib.get_close_matches(args.model, open_clip.list_models(), n=5, cutoff=0.5)
+        raise ModelLoadError(f"unknown open_clip architecture {args.model!r}"
+                             + (f"; did you mean {', '.join(close)}?" if close else
+                                "; see `python -m pini_core models`, or use --model embedded"))
+    # = open_clip.create_model(args.model, pretrained=None): random init, registered under a new name
+    return load_backbone(f"{args.model}-random-init", model_cfg=cfg, device=args.device), f"{args.model} random init"
+
+
+class _AuthorsText:
+    """Within the block: the backbone runs every prompt over its full context (no EOT truncation)."""
+
+    def __init__(self, bb):
+        self.bb = bb
+
+    def __enter__(self):
+        import functools
+
+        self.bb.encode_text_embeddings = functools.partial(type(self.bb).encode_text_embeddings, self.bb,
+                                                           truncate=False)
+
+    def __exit__(self, *exc):
+        del self.bb.encode_text_embeddings
+
+
+def _time_path(model, inputs, labels, steps: int, warmup: int, bar) -> List[float]:
     import torch
 
-    opt = torch.optim.SGD([q for q in model.parameters() if q.requires_grad], lr=1e-3, momentum=0.9)
-
-    def step():
+    params = [q for q in model.parameters() if q.requires_grad]
+    opt = torch.optim.SGD(params, lr=1e-3, momentum=0.9)
+    sync = torch.cuda.synchronize if model.backbone.device.type == "cuda" else (lambda: None)
+    times = []
+    for i in range(warmup + steps):
+        sync()
+        t = time.perf_counter()
         loss = model.compute_loss(inputs, labels)
-        opt.zero_grad()
+        opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        sync()
+        if i >= warmup:
+            times.append(time.perf_counter() - t)
+        bar.update(1)
+    return times
 
-    step()  # warm-up
-    t = time.perf_counter()
-    for _ in range(steps):
-        step()
-    return steps / (time.perf_counter() - t)
+
+def _estimate_gb(tokens: int, bb) -> float:
+    m = bb.model
+    return tokens * len(m.transformer.resblocks) * m.transformer.width * BYTES_PER_TOKEN_LAYER_WIDTH / 1e9
+
+
+def _extrapolate(rows: List[Dict]) -> None:
+    """Fill skipped rows: s/step linear in text tokens, fitted on the measured rows of the path."""
+    for path in PATHS:
+        done = [r for r in rows if r["path"] == path and not r["extrapolated"]]
+        for r in (r for r in rows if r["path"] == path and r["extrapolated"]):
+            if not done:
+                continue
+            if len(done) >= 2:
+                a, b = done[-2], done[-1]
+                slope = (b["s_per_step"] - a["s_per_step"]) / max(1, b["text_tokens"] - a["text_tokens"])
+                s = b["s_per_step"] + slope * (r["text_tokens"] - b["text_tokens"])
+                r["extrapolated_from"] = [a["classes"], b["classes"]]
+            else:
+                s = done[-1]["s_per_step"] * r["text_tokens"] / done[-1]["text_tokens"]
+                r["extrapolated_from"] = [done[-1]["classes"]]
+            r["s_per_step"], r["steps_per_s"] = s, 1.0 / s
 
 
 def run(args) -> int:
-    import open_clip
     import torch
+    from tqdm.auto import tqdm
 
-    from ..backbone import load_backbone
+    from .. import text_prefix
+    from ..errors import ConfigError
     from ..model import PiNIModel
     from ..noise import NoiseConfig
 
+    counts = _parse_list(args.classes, "classes")
+    paths = _parse_list(args.paths, "paths", str)
+    bad = [p for p in paths if p not in PATHS]
+    if bad or any(c < 2 for c in counts) or args.steps < 1 or args.batch_size < 1:
+        raise ConfigError(f"speed: paths must be among {PATHS} (got {bad}), classes >= 2, steps >= 1, "
+                          f"batch size >= 1")
     if args.threads:
         torch.set_num_threads(args.threads)
-    cfg = open_clip.get_model_config(args.arch)
-    if cfg is None:
-        import difflib
-        import sys
-
-        close = difflib.get_close_matches(args.arch, open_clip.list_models(), n=5, cutoff=0.5)
-        print(f"error: unknown open_clip architecture {args.arch!r}"
-              + (f"; did you mean {', '.join(close)}?" if close else "; see `python -m pini_core models`"),
-              file=sys.stderr)
-        return 2
-    bb = load_backbone(f"{args.arch}-random-init", model_cfg=cfg, device=args.device)
-    classes = [f"class {i}" for i in range(args.classes)]
+    bb, label = _load(args)
+    pool = read_classnames(args.classnames) if args.classnames else None
     g = torch.Generator().manual_seed(0)
     pixels = torch.randn(args.batch_size, 3, bb.image_size, bb.image_size, generator=g).to(bb.device)
-    labels = torch.randint(args.classes, (args.batch_size,), generator=g).to(bb.device)
     with torch.no_grad():
         feats = bb.encode_image(pixels)
-    rows = []
-    settings = {
-        "feature CA + prompt LE (paper default)": NoiseConfig(),
-        "feature CA + text-feature LE": NoiseConfig(text_location="feature", text_generator="le"),
-    }
-    print(f"{args.arch} random init, batch {args.batch_size}, {args.classes} classes, "
-          f"{torch.get_num_threads()} threads, device {bb.device}")
-    for name, noise in settings.items():
-        model = PiNIModel(bb, classes, "a photo of a {}.", noise)
-        uncached = _time_steps(model, {"pixels": pixels}, labels, args.steps)
-        cached = _time_steps(model, {"features": feats}, labels, args.steps)
-        rows.append({"setting": name, "uncached_steps_per_s": uncached, "cached_steps_per_s": cached,
-                     "speedup": cached / uncached})
-        print(f"{name:42s} uncached {uncached:8.3f} steps/s | cached {cached:8.3f} steps/s | x{cached / uncached:.1f}")
-    print(json.dumps(rows))
+    print(f"{label}, batch {args.batch_size}, {','.join(map(str, counts))} classes, "
+          f"{torch.get_num_threads()} threads, device {bb.device}, median of {args.steps} steps")
+    rows: List[Dict] = []
+    bar = tqdm(total=len(counts) * len(paths) * (args.steps + args.warmup), desc="speed",
+               disable=args.no_progress, file=sys.stderr)
+    for C in counts:
+        names = (pool * (C // len(pool) + 1))[:C] if pool else synthetic_classnames(C)
+        if pool and C > len(pool):
+            names = [f"{n} {i // len(pool)}" if i >= len(pool) else n for i, n in enumerate(names)]
+        labels = torch.randint(C, (args.batch_size,), generator=g).to(bb.device)
+        torch.manual_seed(0)
+        model = PiNIModel(bb, names, "a photo of a {}.", NoiseConfig())
+        P = model.prompt_span().stop
+        tokens = text_prefix.token_counts(model.token_ids, P, bb.model, model.noise_cfg.train_draws)
+        for path in paths:
+            n_tok = {"default": tokens["full"], "shared": tokens["shared_prefix"],
+                     "authors": tokens["full_context"]}[path]
+            row = {"model": label, "classes": C, "path": path, "text_tokens": n_tok, "prefix_tokens": P,
+                   "batch_size": args.batch_size, "threads": torch.get_num_threads(), "device": str(bb.device),
+                   "image_tower_per_step": path == "authors", "extrapolated": False}
+            est = _estimate_gb(n_tok, bb)
+            if est > args.mem_limit_gb:
+                row.update(extrapolated=True, reason=f"estimated {est:.1f} GB of text activations > "
+                                                     f"--mem-limit-gb {args.mem_limit_gb:g}")
+                bar.update(args.steps + args.warmup)
+                rows.append(row)
+                continue
+            model.shared_prefix = path == "shared"
+            if path == "shared" and text_prefix.prefix_unsupported_reason(bb, model.token_ids, P):
+                row["note"] = "fell back to the full encoder: " + text_prefix.prefix_unsupported_reason(
+                    bb, model.token_ids, P)
+            inputs = {"pixels": pixels} if path == "authors" else {"features": feats}
+            if bb.device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats()
+            if path == "authors":
+                with _AuthorsText(bb):
+                    times = _time_path(model, inputs, labels, args.steps, args.warmup, bar)
+            else:
+                times = _time_path(model, inputs, labels, args.steps, args.warmup, bar)
+            med = statistics.median(times)
+            row.update(s_per_step=med, steps_per_s=1.0 / med, s_per_step_all=times)
+            if bb.device.type == "cuda":
+                row["peak_gpu_gb"] = torch.cuda.max_memory_allocated() / 1e9
+            rows.append(row)
+        del model
+    bar.close()
+    _extrapolate(rows)
+    for C in counts:
+        base = next((r for r in rows if r["classes"] == C and r["path"] == "default" and "s_per_step" in r), None)
+        for r in (r for r in rows if r["classes"] == C and "s_per_step" in r):
+            r["x_vs_default"] = base["s_per_step"] / r["s_per_step"] if base else None
+    print(f"{'C':>5} {'path':8} {'text tokens':>11} {'s/step':>9} {'steps/s':>9} {'x default':>9}")
+    for r in rows:
+        if "s_per_step" not in r:
+            print(f"{r['classes']:>5} {r['path']:8} {r['text_tokens']:>11} {'-':>9} {'-':>9} {'-':>9}  "
+                  f"(skipped: {r.get('reason')})")
+            continue
+        x = f"{r['x_vs_default']:.2f}" if r.get("x_vs_default") else "-"
+        flag = f"  (extrapolated from C={r['extrapolated_from']}: {r['reason']})" if r["extrapolated"] else ""
+        note = f"  ({r['note']})" if r.get("note") else ""
+        print(f"{r['classes']:>5} {r['path']:8} {r['text_tokens']:>11} {r['s_per_step']:>9.3f} "
+              f"{r['steps_per_s']:>9.3f} {x:>9}{flag}{note}")
+    if args.json and args.json != "-":
+        from ..atomic import write_json
+
+        write_json(args.json, rows, indent=1)
+        print(f"wrote {args.json}")
+    elif args.json == "-":
+        print(json.dumps(rows))
     return 0

@@ -35,8 +35,9 @@ from dataclasses import dataclass
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 from pini_core.data.imagefolder import check_on_error, is_image_file, verify_splits
-from pini_core.data.registry import DatasetSplits, Datum, register_dataset
+from pini_core.data.base import DatasetSplits, Datum, register_dataset
 from pini_core.data.templates import template_for
+from pini_core.errors import DataError
 
 COOP_DATASETS = ("imagenet", "caltech-101", "oxford_pets", "stanford_cars", "oxford_flowers",
                  "food-101", "fgvc_aircraft", "sun397", "dtd", "eurosat", "ucf101")
@@ -44,7 +45,7 @@ IMAGENET_VARIANTS = ("imagenetv2", "imagenet-sketch", "imagenet-adversarial", "i
 IGNORED_ENTRIES = ("README.txt",)  # CoOp's TO_BE_IGNORED for -A / -R
 
 
-class DatasetLayoutError(FileNotFoundError):
+class DatasetLayoutError(DataError, FileNotFoundError):
     """A dataset folder lacks a file or folder its layout needs; the message says which,
     where it is expected, and how to get it."""
 
@@ -156,7 +157,7 @@ def dataset_dir(spec: Union[CoOpSpec, str], root: Optional[str]) -> str:
     """The dataset's folder: ``root/<name>``, or ``root`` itself if it already is that folder."""
     spec = SPECS[spec] if isinstance(spec, str) else spec
     if root is None:
-        raise ValueError(f"{spec.name} needs root=PATH: the folder that contains {spec.name}/ "
+        raise DataError(f"{spec.name} needs root=PATH: the folder that contains {spec.name}/ "
                          f"(CoOp's $DATA). How to set it up: {spec.how_to_get}.")
     root = os.path.abspath(os.path.expanduser(os.fspath(root)))
     if not os.path.isdir(root):
@@ -200,10 +201,10 @@ def read_split_json(path: str, image_dir: str, spec_name: str = "") -> Tuple[Dic
         with open(path, "r", encoding="utf-8") as f:
             split = json.load(f)
     except json.JSONDecodeError as e:
-        raise ValueError(f"{who}{path} is not valid JSON ({e}); re-download the split file.") from e
+        raise DataError(f"{who}{path} is not valid JSON ({e}); re-download the split file.") from e
     if not isinstance(split, dict) or not all(k in split for k in ("train", "val", "test")):
         keys = list(split) if isinstance(split, dict) else type(split).__name__
-        raise ValueError(f"{who}{path} must be a JSON object with 'train', 'val' and 'test' lists "
+        raise DataError(f"{who}{path} must be a JSON object with 'train', 'val' and 'test' lists "
                          f"of [relative_path, label, classname]; found {keys}")
     names: Dict[int, str] = {}
     out: Dict[str, List[Datum]] = {}
@@ -211,22 +212,25 @@ def read_split_json(path: str, image_dir: str, spec_name: str = "") -> Tuple[Dic
         items = []
         for n, entry in enumerate(split[part]):
             if not (isinstance(entry, (list, tuple)) and len(entry) == 3):
-                raise ValueError(f"{who}{path}: {part}[{n}] should be [relative_path, label, "
+                raise DataError(f"{who}{path}: {part}[{n}] should be [relative_path, label, "
                                  f"classname], got {entry!r}")
             rel, label, cname = entry
-            label = int(label)
+            if isinstance(label, bool) or not isinstance(label, int) or not isinstance(rel, str) \
+                    or not isinstance(cname, str):
+                raise DataError(f"{who}{path}: {part}[{n}] should be [relative_path (text), label (integer), "
+                                f"classname (text)], got {entry!r}")
             if label < 0:
-                raise ValueError(f"{who}{path}: {part}[{n}] has a negative label {label}")
+                raise DataError(f"{who}{path}: {part}[{n}] has a negative label {label}")
             if names.setdefault(label, cname) != cname:
-                raise ValueError(f"{who}{path}: label {label} is called both {names[label]!r} and "
+                raise DataError(f"{who}{path}: label {label} is called both {names[label]!r} and "
                                  f"{cname!r} ({part}[{n}]); the split file is inconsistent")
             items.append((os.path.join(image_dir, rel), label))
         out[part] = items
     if not names:
-        raise ValueError(f"{who}{path} lists no images")
+        raise DataError(f"{who}{path} lists no images")
     missing = [i for i in range(max(names) + 1) if i not in names]
     if missing:
-        raise ValueError(f"{who}{path}: labels must be 0..{max(names)} without gaps; no image has "
+        raise DataError(f"{who}{path}: labels must be 0..{max(names)} without gaps; no image has "
                          f"label(s) {missing[:10]}")
     return out, [names[i] for i in range(len(names))]
 
@@ -241,14 +245,14 @@ def read_imagenet_classnames(path: str) -> Dict[str, str]:
                 continue
             parts = line.split(" ", 1)
             if len(parts) != 2 or not parts[1].strip():
-                raise ValueError(f"{path}, line {n}: expected '<wnid> <class name>' such as "
+                raise DataError(f"{path}, line {n}: expected '<wnid> <class name>' such as "
                                  f"'n01440764 tench', got {line!r}")
             wnid, name = parts[0], parts[1].strip()
             if wnid in out:
-                raise ValueError(f"{path}, line {n}: wnid {wnid} appears twice")
+                raise DataError(f"{path}, line {n}: wnid {wnid} appears twice")
             out[wnid] = name
     if not out:
-        raise ValueError(f"{path} is empty; it should hold one line '<wnid> <class name>' per class")
+        raise DataError(f"{path} is empty; it should hold one line '<wnid> <class name>' per class")
     return out
 
 
@@ -261,10 +265,10 @@ def _read_fgvc_list(spec: CoOpSpec, path: str, image_dir: str, index: Dict[str, 
                 continue
             parts = line.split(" ", 1)
             if len(parts) != 2:
-                raise ValueError(f"{path}, line {n}: expected '<image id> <variant>', got {line!r}")
+                raise DataError(f"{path}, line {n}: expected '<image id> <variant>', got {line!r}")
             image_id, variant = parts[0], parts[1].strip()
             if variant not in index:
-                raise ValueError(f"{path}, line {n}: variant {variant!r} is not in variants.txt")
+                raise DataError(f"{path}, line {n}: variant {variant!r} is not in variants.txt")
             items.append((os.path.join(image_dir, image_id + ".jpg"), index[variant]))
     return items
 
@@ -294,7 +298,7 @@ def _load_fgvc(spec: CoOpSpec, folder: str):
     with open(variants_path, "r", encoding="utf-8") as f:
         names = [line.strip() for line in f if line.strip()]
     if not names:
-        raise ValueError(f"{variants_path} is empty; it should list one aircraft variant per line")
+        raise DataError(f"{variants_path} is empty; it should list one aircraft variant per line")
     index = {c: i for i, c in enumerate(names)}
     parts = []
     for part in ("train", "val", "test"):
@@ -318,7 +322,7 @@ def _load_imagenet(spec: CoOpSpec, folder: str):
                                     f"the {part} images (one folder per wnid) images/{part}/", folder=True)
     unknown = [d for part in split_dirs.values() for d in _subdirs(part) if d not in wnid_names]
     if unknown:
-        raise ValueError(f"imagenet: folder(s) {sorted(set(unknown))[:5]} under {image_dir} are not "
+        raise DataError(f"imagenet: folder(s) {sorted(set(unknown))[:5]} under {image_dir} are not "
                          f"wnids listed in {os.path.join(folder, 'classnames.txt')}")
     present = set(_subdirs(split_dirs["train"]))
     # Labels follow classnames.txt order (CoOp: sorted train folders; the official file is sorted,
@@ -334,6 +338,18 @@ def _load_imagenet(spec: CoOpSpec, folder: str):
             if w in index:
                 items.extend((p, index[w]) for p in _list_files(os.path.join(d, w)))
         data[part] = items
+    for part, d in split_dirs.items():
+        if data[part]:
+            continue
+        loose = _list_files(d)
+        if loose:  # the official ILSVRC2012 val archive unpacks flat: images/val/ILSVRC2012_val_*.JPEG
+            raise DatasetLayoutError(
+                f"imagenet: images/{part}/ holds {len(loose)} image files directly ({os.path.basename(loose[0])}, "
+                f"...) but no wnid folders, so the {part} split would be empty. CoOp's layout needs "
+                f"images/{part}/<wnid>/*.JPEG: sort the flat official archive into one folder per wnid first "
+                "(e.g. with the ILSVRC2012 devkit's validation ground truth, or the widely used valprep.sh "
+                f"script), then run `python -m pini_core data-check imagenet --root ...` again. Folder: {d}")
+        raise _missing(spec, f"{part} images in wnid folders (n01440764/*.JPEG, ...)", d)
     missing = [w for w in wnid_names if w not in present]
     return wnids, [wnid_names[w] for w in wnids], data["train"], data["val"], missing
 
@@ -348,14 +364,14 @@ def _load_variant(spec: CoOpSpec, folder: str) -> Tuple[List[str], List[str], Li
         wnids = list(wnid_names)
         for sub in _subdirs(image_dir):
             if not sub.isdigit() or int(sub) >= len(wnids):
-                raise ValueError(f"imagenetv2: folder {os.path.join(image_dir, sub)} should be a class "
+                raise DataError(f"imagenetv2: folder {os.path.join(image_dir, sub)} should be a class "
                                  f"number 0..{len(wnids) - 1} (line order of classnames.txt)")
             items.extend((p, int(sub)) for p in _list_files(os.path.join(image_dir, sub)))
     else:
         wnids = _subdirs(image_dir)
         unknown = [w for w in wnids if w not in wnid_names]
         if unknown:
-            raise ValueError(f"{spec.name}: folder(s) {unknown[:5]} in {image_dir} are not wnids in "
+            raise DataError(f"{spec.name}: folder(s) {unknown[:5]} in {image_dir} are not wnids in "
                              f"{os.path.join(folder, 'classnames.txt')}; {_COPY_CLASSNAMES}")
         for label, w in enumerate(wnids):
             items.extend((p, label) for p in _list_files(os.path.join(image_dir, w)))
@@ -379,7 +395,7 @@ def load_coop(name: str, root: Optional[str] = None, seed: int = 1, *, on_error:
     check_on_error(on_error)
     folder = dataset_dir(spec, root)
     if targets and name != "imagenet":
-        raise ValueError(f"targets= (domain-generalisation test sets) exist only for imagenet, whose "
+        raise DataError(f"targets= (domain-generalisation test sets) exist only for imagenet, whose "
                          f"variants are {', '.join(IMAGENET_VARIANTS)}; got them for {name}")
     common = dict(folder=folder, seed=seed, on_error=on_error, verify=False, progress=progress)
     if spec.kind == "split_json":
@@ -412,19 +428,19 @@ def attach_targets(splits: DatasetSplits, names: Iterable[str], root: Optional[s
     -A and -R). Evaluate -A/-R over only those classes to match CoOp's protocol."""
     wnids = splits.meta.get("wnids")
     if not wnids:
-        raise ValueError(f"attach_targets needs an ImageNet-layout source (with meta['wnids']); "
+        raise DataError(f"attach_targets needs an ImageNet-layout source (with meta['wnids']); "
                          f"{splits.name!r} has none")
     source_index = {w: i for i, w in enumerate(wnids)}
     targets = dict(splits.targets)
     target_classes = dict(splits.meta.get("target_classes", {}))
     for name in names:
         if name not in IMAGENET_VARIANTS:
-            raise ValueError(f"unknown ImageNet variant {name!r}; choose from {', '.join(IMAGENET_VARIANTS)}")
+            raise DataError(f"unknown ImageNet variant {name!r}; choose from {', '.join(IMAGENET_VARIANTS)}")
         spec = SPECS[name]
         v_wnids, _, items = _load_variant(spec, dataset_dir(spec, root))
         absent = [w for w in v_wnids if w not in source_index]
         if absent:
-            raise ValueError(f"{name}: classes {absent[:5]} are not in the source dataset's class list "
+            raise DataError(f"{name}: classes {absent[:5]} are not in the source dataset's class list "
                              f"({len(absent)} in all); the source ImageNet needs all classes")
         remap = [source_index[w] for w in v_wnids]
         targets[name] = [(p, remap[y]) for p, y in items]

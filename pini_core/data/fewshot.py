@@ -15,7 +15,7 @@ import dataclasses
 import random
 from typing import Dict, List, Optional, Sequence, TypeVar
 
-from pini_core.data.registry import DatasetSplits
+from pini_core.data.base import DatasetSplits
 
 T = TypeVar("T")
 

@@ -20,7 +20,8 @@ import random
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from pini_core.data.images import ImageLoadError, describe_source, load_image
-from pini_core.data.registry import DatasetSplits, Datum, register_dataset
+from pini_core.errors import ConfigError, DataError, DataNotFoundError
+from pini_core.data.base import DatasetSplits, Datum, register_dataset
 from pini_core.data.templates import DEFAULT_TEMPLATE
 
 IMAGE_EXTENSIONS = frozenset({
@@ -37,7 +38,7 @@ ON_ERROR = ("raise", "skip")
 
 def check_on_error(on_error: str) -> str:
     if on_error not in ON_ERROR:
-        raise ValueError(f"on_error must be 'raise' (stop with an error naming the broken file) "
+        raise ConfigError(f"on_error must be 'raise' (stop with an error naming the broken file) "
                          f"or 'skip' (leave broken images out and count them), got {on_error!r}")
     return on_error
 
@@ -46,30 +47,65 @@ def is_image_file(name: str) -> bool:
     return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
 
 
-def list_image_files(folder: str) -> Tuple[List[str], int]:
+def list_image_files(folder: str, links: Optional[List[str]] = None) -> Tuple[List[str], int]:
     """All image files under ``folder`` (recursively, sorted, hidden entries skipped),
-    and how many non-image files were ignored."""
+    and how many non-image files were ignored.
+
+    Symbolic links inside the tree are never followed, to files or to folders: a link
+    either leads out of the tree (files the user did not put in it) or back into it
+    (``cat/loop -> ..`` would list every image again under the wrong class, and the same
+    image in train and test). Each link skipped is appended to ``links`` when given."""
     found, ignored = [], 0
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
+        kept_dirs = []
+        for d in sorted(dirnames):
+            if d.startswith("."):
+                continue
+            if os.path.islink(os.path.join(dirpath, d)):
+                if links is not None:
+                    links.append(os.path.join(dirpath, d))
+                continue
+            kept_dirs.append(d)
+        dirnames[:] = kept_dirs
         for f in sorted(filenames):
             if f.startswith("."):
                 continue
+            path = os.path.join(dirpath, f)
+            if os.path.islink(path):
+                if links is not None:
+                    links.append(path)
+                continue
             if is_image_file(f):
-                found.append(os.path.join(dirpath, f))
+                found.append(path)
             else:
                 ignored += 1
     return found, ignored
 
 
-def _class_dirs(folder: str) -> List[str]:
-    return sorted(e.name for e in os.scandir(folder) if e.is_dir() and not e.name.startswith("."))
+def _real_dirs(folder: str, links: Optional[List[str]] = None) -> List[str]:
+    """Names of the visible sub-folders of ``folder`` that are real folders (not links;
+    links are appended to ``links``)."""
+    out = []
+    for e in os.scandir(folder):
+        if e.name.startswith("."):
+            continue
+        if e.is_symlink():
+            if links is not None and e.is_dir():
+                links.append(e.path)
+            continue
+        if e.is_dir(follow_symlinks=False):
+            out.append(e.name)
+    return sorted(out)
+
+
+def _class_dirs(folder: str, links: Optional[List[str]] = None) -> List[str]:
+    return _real_dirs(folder, links)
 
 
 def _find_split_dirs(root: str) -> Dict[str, str]:
     """{split: folder} when EVERY sub-folder of ``root`` is a split name (train/val/test and
     their spellings), else {} (then the sub-folders are classes)."""
-    subdirs = [e.name for e in os.scandir(root) if e.is_dir() and not e.name.startswith(".")]
+    subdirs = _real_dirs(root)
     lookup = {n: split for split, names in SPLIT_DIR_NAMES.items() for n in names}
     if not subdirs or any(d.lower() not in lookup for d in subdirs):
         return {}
@@ -77,11 +113,11 @@ def _find_split_dirs(root: str) -> Dict[str, str]:
     for d in sorted(subdirs):
         split = lookup[d.lower()]
         if split in out:
-            raise ValueError(f"{root}: both {os.path.basename(out[split])}/ and {d}/ look like the "
+            raise DataError(f"{root}: both {os.path.basename(out[split])}/ and {d}/ look like the "
                              f"{split} split; keep one")
         out[split] = os.path.join(root, d)
     if "train" not in out:
-        raise ValueError(f"{root}: found split folders {sorted(subdirs)} but no train/ folder; add "
+        raise DataError(f"{root}: found split folders {sorted(subdirs)} but no train/ folder; add "
                          "train/<class>/... (val/ and test/ are optional and carved from train if absent)")
     return out
 
@@ -110,12 +146,12 @@ def stratified_split(data: Sequence[Datum], fractions: Sequence[float], seed: in
     return parts
 
 
-def _scan(folder: str, class_index: Dict[str, int]) -> Tuple[List[Datum], int]:
+def _scan(folder: str, class_index: Dict[str, int], links: Optional[List[str]] = None) -> Tuple[List[Datum], int]:
     data, ignored = [], 0
-    for cname in _class_dirs(folder):
+    for cname in _class_dirs(folder, links):
         if cname not in class_index:
             continue
-        files, ign = list_image_files(os.path.join(folder, cname))
+        files, ign = list_image_files(os.path.join(folder, cname), links)
         ignored += ign
         data.extend((f, class_index[cname]) for f in files)
     return data, ignored
@@ -130,27 +166,28 @@ def load_imagefolder(root: Optional[str] = None, seed: int = 1, *, val_fraction:
     labels follow the sorted folder names. See the module docstring for the layouts."""
     check_on_error(on_error)
     if root is None:
-        raise ValueError("imagefolder needs root=PATH: a folder with one sub-folder of images per "
+        raise DataError("imagefolder needs root=PATH: a folder with one sub-folder of images per "
                          "class (ROOT/cat/*.jpg, ROOT/dog/*.jpg), or with train/ and test/ "
                          "(and optionally val/) folders laid out that way")
     root = os.path.abspath(os.path.expanduser(os.fspath(root)))
     if not os.path.isdir(root):
-        raise FileNotFoundError(f"imagefolder root {root} does not exist or is not a folder")
+        raise DataNotFoundError(f"imagefolder root {root} does not exist or is not a folder")
     for frac, what in ((val_fraction, "val_fraction"), (test_fraction, "test_fraction")):
         if not 0.0 <= frac < 1.0:
-            raise ValueError(f"{what} must be in [0, 1), got {frac}")
+            raise ConfigError(f"{what} must be in [0, 1), got {frac}")
     if val_fraction + test_fraction >= 1.0:
-        raise ValueError("val_fraction + test_fraction must leave something to train on (< 1)")
+        raise ConfigError("val_fraction + test_fraction must leave something to train on (< 1)")
 
     split_dirs = _find_split_dirs(root)
     meta: Dict[str, object] = {"root": root, "on_error": on_error}
+    links: List[str] = []  # symbolic links inside the tree: never followed, reported
     if split_dirs:
         folders = {sp: _class_dirs(d) for sp, d in split_dirs.items()}
         raw_names = sorted(set().union(*folders.values()))
         index = {c: i for i, c in enumerate(raw_names)}
         parts, ignored = {}, 0
         for split, d in split_dirs.items():
-            parts[split], ign = _scan(d, index)
+            parts[split], ign = _scan(d, index, links)
             ignored += ign
         train = parts["train"]
         carve = [sp for sp in ("val", "test") if sp not in parts]
@@ -162,9 +199,9 @@ def load_imagefolder(root: Optional[str] = None, seed: int = 1, *, val_fraction:
         val, test = parts["val"], parts["test"]
         meta["layout"] = "splits" + (f" ({' and '.join(carve)} carved from train)" if carve else "")
     else:
-        raw_names = _class_dirs(root)
+        raw_names = _class_dirs(root, links)
         index = {c: i for i, c in enumerate(raw_names)}
-        data, ignored = _scan(root, index)
+        data, ignored = _scan(root, index, links)
         train, val, test = stratified_split(data, [val_fraction, test_fraction], seed)
         meta["layout"] = "classes (seeded stratified split)"
         meta["split_seed"] = seed
@@ -180,12 +217,15 @@ def load_imagefolder(root: Optional[str] = None, seed: int = 1, *, val_fraction:
         train, val, test = ([(p, remap[y]) for p, y in part] for part in (train, val, test))
         meta["empty_classes"] = empty
     if len(raw_names) < 2:
-        raise ValueError(f"{root}: found {len(raw_names)} class folder(s) with images; a classifier "
-                         "needs at least 2. Put each class's images in its own sub-folder "
-                         "(ROOT/cat/*.jpg, ROOT/dog/*.jpg).")
+        hint = (f" ({len(set(links))} symbolic link(s) in the tree were not followed: put the images "
+                "themselves in the class folders)" if links else "")
+        raise DataError(f"{root}: found {len(raw_names)} class folder(s) with images; a classifier "
+                        "needs at least 2. Put each class's images in its own sub-folder "
+                        f"(ROOT/cat/*.jpg, ROOT/dog/*.jpg){hint}.")
     if not train:
-        raise ValueError(f"{root}: no training images found (looked for {sorted(IMAGE_EXTENSIONS)})")
+        raise DataError(f"{root}: no training images found (looked for {sorted(IMAGE_EXTENSIONS)})")
     meta["ignored_files"] = ignored
+    meta["skipped_links"] = sorted(set(links))
     meta["raw_classnames"] = list(raw_names)
     splits = DatasetSplits(name=name or os.path.basename(root.rstrip(os.sep)) or "imagefolder",
                            classnames=[c.replace("_", " ").strip() for c in raw_names],
@@ -215,6 +255,52 @@ def verify_images(data: Sequence[Datum], on_error: str = "raise", *, progress: b
             continue
         kept.append(item)
     return kept, skipped
+
+
+def check_images(data: Sequence[Datum], on_error: str = "raise", *, progress: bool = False,
+                 max_workers: int = 0, **load_kwargs) -> Tuple[List[Datum], List[Tuple[str, str]]]:
+    """Open (fully decode) every image of ``data`` before any work uses it.
+
+    ``data``: ``[(source, label)]``, a source being a path or an in-memory PIL image.
+    Returns ``(kept, broken)``: ``kept`` the items that load, in their order; ``broken``
+    ``(file, reason)`` pairs. With ``on_error="raise"`` every image is still checked, then
+    ONE :class:`pini_core.errors.DataError` lists the broken files (up to 10) and what to do
+    (fix or remove them, or skip them with ``on_error="skip"`` / ``--on-broken-image skip``);
+    with ``"skip"`` they are left out and returned for counting. An empty, corrupt,
+    truncated, non-image or too-small (``min_side``, default 8 px) file is broken, as
+    :func:`pini_core.data.images.load_image` decides. ``max_workers`` > 0 decodes in that
+    many threads (PIL releases the GIL while decoding). Raises ``ConfigError`` for an
+    unknown ``on_error``."""
+    if on_error not in ON_ERROR:
+        raise ConfigError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+    items = list(data)
+
+    def probe(item) -> Optional[str]:
+        try:
+            load_image(item[0], **load_kwargs)
+        except ImageLoadError as e:
+            return str(e)
+        return None
+
+    if max_workers and max_workers > 0 and len(items) > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=max_workers) as pool:
+            reasons = list(pool.map(probe, items))
+    else:
+        it = items
+        if progress:
+            from tqdm.auto import tqdm
+            it = tqdm(items, desc="checking images", unit="img")
+        reasons = [probe(item) for item in it]
+    kept = [item for item, why in zip(items, reasons) if why is None]
+    broken = [(describe_source(item[0]), why) for item, why in zip(items, reasons) if why is not None]
+    if broken and on_error == "raise":
+        shown = "; ".join(why for _, why in broken[:10])
+        more = f" (and {len(broken) - 10} more)" if len(broken) > 10 else ""
+        raise DataError(f"{len(broken)} of {len(items)} images cannot be used: {shown}{more}. Fix or remove "
+                        "these files, or skip them (--on-broken-image skip / on_error='skip').")
+    return kept, broken
 
 
 def verify_splits(splits: DatasetSplits, on_error: str = "raise", *, progress: bool = False,

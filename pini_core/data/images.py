@@ -35,7 +35,10 @@ ImageInput = Union[str, os.PathLike, bytes, bytearray, memoryview, BinaryIO, Ima
 _PIL_LIMIT_LOCK = threading.Lock()
 
 
-class ImageLoadError(ValueError):
+from pini_core.errors import DataError  # noqa: E402  (one error hierarchy, issue 12)
+
+
+class ImageLoadError(DataError, ValueError):
     """An image could not be loaded; the message names the file and what to do."""
 
     def __init__(self, message: str, source_name: str = ""):

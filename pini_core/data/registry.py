@@ -2,53 +2,12 @@
 toy tasks, CoOp-layout folders and ImageFolder trees the same way."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Tuple, Union
+from typing import Dict
 
-from PIL import Image
+# The table and the types live in data.base; re-exported here for callers.
+from pini_core.data.base import _DESCRIPTIONS, _REGISTRY, Datum, DatasetSplits, ImageSource, register_dataset
 
-# One example: (image source, integer label). The source is a file path or an
-# in-memory PIL image (procedural toy tasks render theirs).
-ImageSource = Union[str, Image.Image]
-Datum = Tuple[ImageSource, int]
-
-
-@dataclass
-class DatasetSplits:
-    """What every dataset loader returns."""
-
-    name: str
-    classnames: List[str]
-    template: str  # e.g. "a photo of a {}." (paper Table 6)
-    train: List[Datum]
-    val: List[Datum]
-    test: List[Datum]
-    # Extra test sets for domain generalisation (paper Table 3): name -> data.
-    # Targets must share the source's class list.
-    targets: Dict[str, List[Datum]] = field(default_factory=dict)
-    meta: Dict[str, object] = field(default_factory=dict)
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.classnames)
-
-
-_REGISTRY: Dict[str, Callable[..., DatasetSplits]] = {}
-_DESCRIPTIONS: Dict[str, str] = {}
-
-
-def register_dataset(name: str, description: str = "") -> Callable:
-    """Decorator: `@register_dataset("toy-colourcast")` on a loader
-    `fn(root=None, seed=1, **kwargs) -> DatasetSplits`."""
-
-    def deco(fn: Callable[..., DatasetSplits]) -> Callable[..., DatasetSplits]:
-        if name in _REGISTRY and _REGISTRY[name] is not fn:
-            raise ValueError(f"dataset name {name!r} is already registered")
-        _REGISTRY[name] = fn
-        _DESCRIPTIONS[name] = description or (fn.__doc__ or "").strip().split("\n")[0]
-        return fn
-
-    return deco
+__all__ = ["Datum", "DatasetSplits", "ImageSource", "register_dataset", "list_datasets", "get_dataset"]
 
 
 def _import_builtin_loaders() -> None:

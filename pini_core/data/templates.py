@@ -17,7 +17,7 @@ CoOp's "a photo of {}, a type of food." with the class moved to the end. DTD's
 """
 from __future__ import annotations
 
-from typing import Dict
+from typing import Dict, Sequence, Union
 
 DEFAULT_TEMPLATE = "a photo of a {}."
 
@@ -116,3 +116,69 @@ def pini_prompt_prefix(template: str, n_ctx: int = PINI_N_CTX, placeholder: str 
     a photo of a {}."`` (``.format(classname)`` gives the prompt text). Pure function."""
     context = pini_context_text(template, n_ctx, placeholder)
     return f"{context} {{}}." if context else "{}."
+
+
+def _prompt_token_count(backbone, text: str) -> int:
+    """Tokens the backbone's tokenizer makes of ``text``, start/end tokens included, without
+    truncation (open_clip's SimpleTokenizer: BPE pieces + 2; Hugging Face tokenizers: their
+    ``input_ids`` with special tokens)."""
+    tok = backbone.tokenizer
+    if hasattr(tok, "encode") and hasattr(tok, "sot_token_id"):  # open_clip SimpleTokenizer
+        return len(tok.encode(text)) + 2
+    hf = getattr(tok, "tokenizer", None)
+    if hf is not None and callable(hf):  # open_clip HFTokenizer
+        return len(hf(text, truncation=False)["input_ids"])
+    return len(backbone.text_token_ids(text)) + 2
+
+
+def check_prompt_lengths(backbone, classnames: Sequence[str], templates: Union[str, Sequence[str]],
+                         n_ctx: int = 0, placeholder: str = PINI_PLACEHOLDER) -> int:
+    """Refuse, before any work, class names whose prompt does not fit the text encoder.
+
+    ``classnames``: the names exactly as the method puts them in its prompts (after its own
+    ``_`` -> space replacement, if any); ``templates``: the format string(s) it fills with
+    each name (``"{}"`` where the name goes);
+    ``n_ctx``: learnable context tokens the method puts in front of that text (CoOp: 16,
+    tokenised as ``placeholder`` words; PiNI passes its full prompt format, with its
+    placeholders already in the text, and ``n_ctx=0``). A prompt needs
+    ``tokens(template.format(name)) + n_ctx`` <= the backbone's ``context_length`` (77 for
+    CLIP), start and end tokens counted. Every method calls this once (PiNI, CoOp,
+    zero-shot, CLIP-Adapter, Tip-Adapter), so no method silently truncates a prompt that
+    another refuses. Returns the longest prompt's token count. Raises
+    :class:`pini_core.errors.PromptTooLongError` naming each class that does not fit (up to
+    5) and its token count, and ``ConfigError`` for a template without ``{}``."""
+    from pini_core.errors import ConfigError, PromptTooLongError
+
+    if isinstance(templates, str):
+        templates = [templates]
+    templates = list(templates)
+    for t in templates:
+        if not isinstance(t, str) or "{}" not in t:
+            raise ConfigError(f"a prompt template needs '{{}}' where the class name goes, e.g. "
+                              f"{DEFAULT_TEMPLATE!r}; got {t!r}")
+    if isinstance(n_ctx, bool) or not isinstance(n_ctx, int) or n_ctx < 0:
+        raise ConfigError(f"n_ctx must be a whole number >= 0, got {n_ctx!r}")
+    limit = int(backbone.context_length)
+    prefix = " ".join([placeholder] * n_ctx)
+    longest, too_long = 0, []
+    for name in classnames:
+        if not isinstance(name, str):
+            raise ConfigError(f"class names must be text, got {name!r} ({type(name).__name__})")
+        worst = 0
+        for t in templates:
+            text = t.format(name)
+            worst = max(worst, _prompt_token_count(backbone, f"{prefix} {text}" if prefix else text))
+        longest = max(longest, worst)
+        if worst > limit:
+            too_long.append((name, worst))
+    if too_long:
+        short = [(n if len(n) <= 60 else n[:57].rsplit(" ", 1)[0] + "...", k) for n, k in too_long]
+        listed = "; ".join(f"{n!r} ({k} tokens)" for n, k in short[:5])
+        more = f" and {len(too_long) - 5} more" if len(too_long) > 5 else ""
+        ctx = f" with {n_ctx} context tokens" if n_ctx else ""
+        raise PromptTooLongError(
+            f"{len(too_long)} class name(s) make a prompt longer than the text encoder's context of {limit} "
+            f"tokens (template {templates[0]!r}{ctx}, start/end tokens included): {listed}{more}. "
+            "Shorten these class names (e.g. rename the class folders).")
+    return longest
+

@@ -18,11 +18,10 @@ from torch.utils.data import Dataset
 from torchvision import transforms as T
 from torchvision.transforms import InterpolationMode
 
+from pini_core.backbone import CLIP_MEAN, CLIP_STD  # the one copy of CLIP's mean/std
 from pini_core.data.images import ImageLoadError, load_image
 from pini_core.data.imagefolder import check_on_error
 
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 COOP_CROP_SCALE = (0.08, 1.0)
 
 Size = Union[int, Sequence[int]]

@@ -242,7 +242,3 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
     return run(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

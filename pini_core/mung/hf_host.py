@@ -43,6 +43,14 @@ class HFHost:
     def tokenizer(self):
         return self.processor.tokenizer
 
+    def reserved_tokens(self) -> set:
+        """Tokens a question must not contain: the processor's image / video placeholders and the
+        tokenizer's special tokens."""
+        tok = self.processor.tokenizer
+        out = {getattr(self.processor, a, None) for a in ("image_token", "video_token")}
+        out |= set(getattr(tok, "all_special_tokens", None) or [])
+        return {t for t in out if isinstance(t, str) and t.strip()}
+
     def prompt(self, question: str) -> str:
         if getattr(self.processor, "chat_template", None):
             msgs = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
@@ -52,6 +60,10 @@ class HFHost:
     def encode(self, images, questions: list[str], answers: list[str] | None = None) -> dict:
         tok = self.processor.tokenizer
         tok.padding_side = "left"
+        from .toy_mllm import check_reserved
+
+        for q in questions:  # a typed "<image>" would add an image slot the pixels do not fill
+            check_reserved(q, self.reserved_tokens(), "question")
         prompts = [self.prompt(q) for q in questions]
         texts = prompts if answers is None else [p + " " + a + (tok.eos_token or "") for p, a in zip(prompts, answers)]
         batch = dict(self.processor(images=list(images), text=texts, return_tensors="pt", padding=True))

@@ -1,6 +1,6 @@
 """MuNG's parameter count as a share of its host, from configs only (meta device, no weights).
 
-`python -m pini_core.mung.param_count` prints the table for LLaVA-1.5-7B and Qwen2.5-VL-3B,
+`python -m pini_core mung-params` prints the table for LLaVA-1.5-7B and Qwen2.5-VL-3B,
 whose configs are rebuilt here from the values published with the checkpoints
 (llava-hf/llava-1.5-7b-hf, Qwen/Qwen2.5-VL-3B-Instruct config.json).
 """
@@ -61,5 +61,16 @@ def share_table(num_heads: int = 8) -> list[dict]:
     return rows
 
 
-if __name__ == "__main__":
-    print(json.dumps(share_table(), indent=2))
+def add_arguments(parser) -> None:
+    parser.description = ("MuNG's parameter count as a share of LLaVA-1.5-7B and Qwen2.5-VL-3B, counted from their "
+                          "published configs on the meta device (no weights are downloaded).")
+    parser.add_argument("--heads", type=int, default=8, help="attention heads of the generator")
+
+
+def run(args) -> int:
+    from ..errors import ConfigError
+
+    if args.heads < 1:
+        raise ConfigError(f"--heads must be >= 1, got {args.heads}")
+    print(json.dumps(share_table(num_heads=args.heads), indent=2))
+    return 0

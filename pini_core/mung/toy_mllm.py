@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -22,12 +23,35 @@ from tokenizers.models import WordLevel
 from tokenizers.pre_tokenizers import WhitespaceSplit
 from transformers import LlavaForConditionalGeneration
 
+from pini_core.errors import DataError
+
 from .tiny_hosts import llava_tokens_per_image, tiny_llava_config
 from .vqa_data import vocabulary
 
 SPECIALS = ["<pad>", "<unk>", "<bos>", "<eos>", "<ans>", "<image>"]
 DEFAULT_DIR = Path(__file__).resolve().parents[2] / "checkpoints" / "mung" / "host"
 IMAGE_SIZE = 64
+
+
+class QuestionError(DataError, ValueError):
+    """A question (or answer) the host cannot read as written; the message names the words."""
+
+
+def check_reserved(text: str, reserved, what: str = "question") -> None:
+    """Refuse `text` when it contains one of the host's reserved prompt tokens (`<image>`, ...):
+    typed by a user they would be read as the image's place in the prompt (or as the end of the
+    prompt), which breaks the model's input (`Image features and image tokens do not match`)."""
+    found = sorted({t for t in reserved if t and t in text})
+    if found:
+        raise QuestionError(f"The {what} contains {', '.join(repr(t) for t in found)}, which the model reserves for "
+                            f"its prompt layout ({'the image' if any('image' in t for t in found) else 'markers'}); "
+                            "please remove it from the text.")
+
+
+def question_words(text: str) -> list[str]:
+    """The toy tokenizer's words for `text`: lower case, '?' split from the word before it
+    ("is it?" -> ["is", "it", "?"]), split on white space."""
+    return re.sub(r"\?", " ? ", text.lower()).split()
 
 
 def build_tokenizer(words: list[str] | None = None) -> Tokenizer:
@@ -74,16 +98,13 @@ class ToyMLLM:
         if len(images) != len(questions) or (answers is not None and len(answers) != len(questions)):
             raise ValueError("images, questions (and answers) must have the same length")
         ids = self.ids
-        unk = ids["<unk>"]
         rows, labs = [], []
         for i, q in enumerate(questions):
-            q_ids = self.tokenizer.encode(q.lower().strip()).ids
+            q_ids = self.word_ids(q, "question")
             prompt = [ids["<bos>"]] + [ids["<image>"]] * self.n_image_tokens + q_ids + [ids["<ans>"]]
             lab = [-100] * len(prompt)
             if answers is not None:
-                a_ids = self.tokenizer.encode(answers[i].lower().strip()).ids + [ids["<eos>"]]
-                if unk in a_ids:
-                    raise ValueError(f"answer {answers[i]!r} has words outside the toy vocabulary")
+                a_ids = self.word_ids(answers[i], "answer") + [ids["<eos>"]]
                 prompt, lab = prompt + a_ids, lab + a_ids
             rows.append(prompt)
             labs.append(lab)
@@ -103,6 +124,23 @@ class ToyMLLM:
         if answers is not None:
             out["labels"] = labels
         return out
+
+    def word_ids(self, text: str, what: str = "question") -> list[int]:
+        """Token ids of `text`; QuestionError for a reserved token (`<image>`, ...) or for words
+        outside the toy vocabulary (named, with the vocabulary), never a silent `<unk>`."""
+        check_reserved(text.lower(), SPECIALS, what)
+        words = question_words(text)
+        if not words:
+            raise QuestionError(f"The {what} is empty.")
+        vocab = self.tokenizer.get_vocab()
+        unknown = list(dict.fromkeys(w for w in words if w not in vocab))
+        if unknown:
+            known = sorted(w for w in vocab if w not in SPECIALS)
+            raise QuestionError(f"The toy model does not know the word{'s' if len(unknown) > 1 else ''} "
+                                f"{', '.join(repr(w) for w in unknown)} in the {what} {text.strip()!r}; it would read "
+                                f"{'them' if len(unknown) > 1 else 'it'} as <unk>. Its {len(known)} words: "
+                                f"{' '.join(known)}.")
+        return [vocab[w] for w in words]
 
     def decode(self, ids: torch.Tensor) -> str:
         eos = self.ids["<eos>"]

@@ -23,7 +23,10 @@ from .generator import MuNGGenerator
 from .injector import MuNGInjector
 
 
-class NonFiniteLoss(RuntimeError):
+from pini_core.errors import TrainingStopped  # noqa: E402  (one error hierarchy, issue 12)
+
+
+class NonFiniteLoss(TrainingStopped, RuntimeError):
     pass
 
 

@@ -8,6 +8,7 @@ Before/after use the SAME eps (seeded draw) so the only difference is the noise 
 """
 from __future__ import annotations
 
+import contextlib
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -105,8 +106,19 @@ def relevance_maps(injector: MuNGInjector, inputs: dict, target_ids: torch.Tenso
     keys = sorted(other)
     extra = tuple(other[k] for k in keys)
 
+    fixed = {}  # the eps drawn once for the real batch (set in `attribute`)
+
     def forward(pix, *vals):
-        logits = host(pixel_values=pix, **dict(zip(keys, vals))).logits[:, -1].float()
+        eps = fixed.get("eps")
+        if eps is not None and not qwen and pix.shape[0] != eps.shape[0]:
+            # captum runs integrated gradients on the batch repeated n_steps times (step-major:
+            # row s * B + b is image b at step s, as captum's _expand_additional_forward_args
+            # does with torch.cat); the fixed eps of image b must follow it.
+            if pix.shape[0] % eps.shape[0]:
+                raise ValueError(f"captum passed {pix.shape[0]} images for a batch of {eps.shape[0]}")
+            eps = eps.repeat(pix.shape[0] // eps.shape[0], *([1] * (eps.dim() - 1)))
+        with injector.settings(eps=eps) if eps is not None else contextlib.nullcontext():
+            logits = host(pixel_values=pix, **dict(zip(keys, vals))).logits[:, -1].float()
         rows = torch.arange(logits.shape[0], device=logits.device)
         return torch.log_softmax(logits, -1)[rows, target_ids.repeat(logits.shape[0] // len(target_ids))]
 
@@ -117,7 +129,8 @@ def relevance_maps(injector: MuNGInjector, inputs: dict, target_ids: torch.Tenso
                 with torch.no_grad():
                     host(pixel_values=pixel_values, **other)
                 eps = injector.last.output.eps.detach()          # [n_images, N_max, d]
-            with injector.settings(eps=eps), _visual_token_tap(spec) as tap:
+            fixed["eps"] = eps
+            with _visual_token_tap(spec) as tap:
                 if method == "grad_x_act":
                     return LayerGradientXActivation(forward, tap).attribute(pixel_values, additional_forward_args=extra)
                 return LayerIntegratedGradients(forward, tap).attribute(
@@ -219,8 +232,9 @@ def explanation_figure(ex: Explanation, max_tokens: int = 6):
     return overlay_figure(ex.image, maps, title=ex.question)
 
 
-def benchmark(repeats: int = 5, method: str = "grad_x_act") -> dict:
-    """Median seconds of `explain` and of `explanation_figure` on the shipped toy (CPU)."""
+def benchmark(repeats: int = 5, method: str = "grad_x_act", figure: str | None = None) -> dict:
+    """Median seconds of `explain` and of `explanation_figure` on the shipped toy (CPU);
+    `figure`: also save the first question's figure there (PNG)."""
     import time
 
     from .checkpoint import load_generator
@@ -236,17 +250,44 @@ def benchmark(repeats: int = 5, method: str = "grad_x_act") -> dict:
         t0 = time.perf_counter()
         ex = explain(bundle, inj, it.image, it.question, seed=0, method=method)
         t1 = time.perf_counter()
-        plt.close(explanation_figure(ex))
+        fig = explanation_figure(ex)
         t_fig.append(time.perf_counter() - t1)
+        if figure and len(t_fig) == 1:
+            from .. import atomic
+
+            with atomic.atomic_path(figure) as tmp:
+                fig.savefig(tmp, format="png", dpi=120)
+        plt.close(fig)
         t_ex.append(t1 - t0)
     inj.detach()
     return {"method": method, "threads": torch.get_num_threads(), "explain_s": float(np.median(t_ex)),
             "figure_s": float(np.median(t_fig)), "total_s": float(np.median(np.add(t_ex, t_fig)))}
 
 
-if __name__ == "__main__":
+def add_arguments(parser) -> None:
+    parser.description = ("Time MuNG's explanation figures (generator attention + relevance before/after the noise) "
+                          "on the shipped toy MLLM: median seconds of `explain` and of the figure, per method.")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--repeats", type=int, default=5, help="questions timed (the median is reported)")
+    parser.add_argument("--methods", nargs="+", choices=RELEVANCE_METHODS, default=list(RELEVANCE_METHODS),
+                        help="relevance methods to time")
+    parser.add_argument("--figure", default=None,
+                        help="also save the first question's figure here (PNG; with several methods, "
+                             "METHOD is inserted before the suffix)")
+
+
+def run(args) -> int:
     import json
-    import sys
-    torch.set_num_threads(int(sys.argv[1]) if len(sys.argv) > 1 else 1)
-    print(json.dumps(benchmark(), indent=2))
-    print(json.dumps(benchmark(method="integrated_gradients"), indent=2))
+
+    from ..errors import ConfigError
+
+    if args.threads < 1 or args.repeats < 1:
+        raise ConfigError("--threads and --repeats must be >= 1")
+    torch.set_num_threads(args.threads)
+    for method in args.methods:
+        figure = args.figure
+        if figure and len(args.methods) > 1:
+            stem, dot, suffix = figure.rpartition(".")
+            figure = f"{stem}_{method}.{suffix}" if dot else f"{figure}_{method}"
+        print(json.dumps(benchmark(repeats=args.repeats, method=method, figure=figure), indent=2))
+    return 0

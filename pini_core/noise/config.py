@@ -17,7 +17,10 @@ SIGMA_MODES = ("abs", "exp", "softplus", "none")
 FUSIONS = ("add", "mul")
 
 
-class NoiseConfigError(ValueError):
+from pini_core.errors import ConfigError  # noqa: E402  (one error hierarchy, issue 12)
+
+
+class NoiseConfigError(ConfigError, ValueError):
     pass
 
 

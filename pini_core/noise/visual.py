@@ -17,6 +17,8 @@ from .config import NoiseConfig
 from .sampling import positive_sigma
 
 MuSigma = Tuple[torch.Tensor, torch.Tensor]
+# Cross-attention generators also return their attention weights (what the maps show).
+MuSigmaAttn = Tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
 
 class MuSigmaHeads(nn.Module):
@@ -78,12 +80,12 @@ class FeatureCA(nn.Module):
         self.attn = CrossAttention(dim, dim, dim, cfg.ca_scale)
         self.heads = MuSigmaHeads(dim, dim, cfg.sigma)
         self.detach = cfg.ca_detach_query
-        self.last_attention: Optional[torch.Tensor] = None
 
-    def forward(self, feats: torch.Tensor, text: Optional[torch.Tensor] = None, **_) -> MuSigma:
+    def forward(self, feats: torch.Tensor, text: Optional[torch.Tensor] = None, **_) -> MuSigmaAttn:
+        """feats [B, D], text [C, D] -> (mu [B, D], sigma [B, D], attention over classes [B, C])."""
         out, attn = self.attn(feats.detach() if self.detach else feats, text)
-        self.last_attention = attn.detach()
-        return self.heads(out)
+        mu, sigma = self.heads(out)
+        return mu, sigma, attn
 
 
 def _patch_grid(n_tokens: int, image_size: int) -> Tuple[int, int]:
@@ -172,15 +174,16 @@ class ImageCA(nn.Module):
         self.heads = MuSigmaHeads(d_model, 3 * self.patch * self.patch, cfg.sigma)
         self.scale = cfg.image_noise_scale
         self.image_size = image_size
-        self.last_attention: Optional[torch.Tensor] = None
 
-    def forward(self, pixels: torch.Tensor, text: torch.Tensor = None, tokens: torch.Tensor = None, **_) -> MuSigma:
+    def forward(self, pixels: torch.Tensor, text: torch.Tensor = None, tokens: torch.Tensor = None,
+                **_) -> MuSigmaAttn:
+        """tokens [B, N, Dt] (the frozen encoder's patch tokens), text [C, D] -> (mu, sigma
+        [B, 3, H, W], attention of each patch over the classes [B, N, C])."""
         out, attn = self.attn(tokens.detach(), text)  # [B, N, d]
-        self.last_attention = attn.detach()
         mu, sigma = self.heads(out)
         s, p = self.image_size, self.patch
         fold = lambda t: F.fold(t.transpose(1, 2), (s, s), p, stride=p)  # noqa: E731
-        return self.scale * fold(mu), self.scale * fold(sigma)
+        return self.scale * fold(mu), self.scale * fold(sigma), attn
 
 
 def build_visual_generator(cfg: NoiseConfig, embed_dim: int, image_size: int,

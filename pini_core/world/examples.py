@@ -1,6 +1,6 @@
 """Write a handful of example PNGs per toy task (for the app's example galleries).
 
-    python -m pini_core.world.examples --out assets/examples --per-task 6
+    python -m pini_core examples --out assets/examples --per-task 6
 
 Files: <out>/<task>/<index>_<classname>.png, rendered from the task's test split, so the
 class in the file name is the true label.
@@ -55,9 +55,3 @@ def run(args) -> int:
     for task, paths in written.items():
         print(f"{task}: {len(paths)} images in {paths[0].parent}")
     return 0
-
-
-if __name__ == "__main__":
-    p = argparse.ArgumentParser(prog="python -m pini_core.world.examples")
-    add_arguments(p)
-    raise SystemExit(run(p.parse_args()))

@@ -57,10 +57,10 @@ from .. import atomic
 from .captions import caption
 from .render import render
 from .scene import SHAPES, sample_scene
-from .zeroshot import DEFAULT_DIR, OPENAI_MEAN, OPENAI_STD, load_embedded, source_shape_set, to_tensor, \
-    zero_shot_accuracy
-
-SOURCE_TEMPLATE = "a photo of a {}."
+from ..backbone import CLIP_MEAN, CLIP_STD, EMBEDDED_DIR, Backbone
+from ..data.transforms import clip_test_transform
+from .zeroshot import SOURCE_TEMPLATE, load_toyclip, source_accuracy, source_shape_set, zero_shot_accuracy, \
+    zero_shot_table
 
 
 def model_config(args) -> Dict:
@@ -81,7 +81,7 @@ def model_config(args) -> Dict:
 
 
 def preprocess_config(image_size: int) -> Dict:
-    return {"size": image_size, "mode": "RGB", "mean": list(OPENAI_MEAN), "std": list(OPENAI_STD),
+    return {"size": image_size, "mode": "RGB", "mean": list(CLIP_MEAN), "std": list(CLIP_STD),
             "interpolation": "bicubic", "resize_mode": "shortest", "fill_color": 0}
 
 
@@ -89,7 +89,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = ("Pretrain the small embedded CLIP (checkpoints/toyclip) on the procedural "
                           "world with the contrastive loss. Defaults reproduce the shipped checkpoint "
                           "(about 23 min on 2 idle CPU threads; see checkpoints/toyclip/pini_meta.json).")
-    parser.add_argument("--out", default=str(DEFAULT_DIR), help="output folder (open_clip local-dir format)")
+    parser.add_argument("--out", default=str(EMBEDDED_DIR), help="output folder (open_clip local-dir format)")
     parser.add_argument("--seed", type=int, default=0, help="seeds the model init and every rendered batch")
     parser.add_argument("--steps", type=int, default=8000, help="optimisation steps")
     parser.add_argument("--batch-size", type=int, default=32)
@@ -172,7 +172,8 @@ class CaptionedBatches(torch.utils.data.IterableDataset):
         bare = self.bare_rate(step)
         texts = [self.with_prefix(caption(s, r, rare_rate=self.rare_rate, bare_rate=bare), r) for s in scenes]
         # the world renders at 64 px; resizing to the model's size matches its preprocess
-        images = to_tensor([render(s, 64) for s in scenes], self.image_size)
+        tf = clip_test_transform(self.image_size)  # the engine's test transform, CLIP mean/std
+        images = torch.stack([tf(render(s, 64)) for s in scenes])
         return images, self.tokenizer(texts), texts
 
     def __iter__(self):
@@ -192,15 +193,16 @@ def save_checkpoint(model, cfg: Dict, image_size: int, out: Path) -> None:
                       {"model_cfg": cfg, "preprocess_cfg": preprocess_config(image_size)})
 
 
+def training_backbone(model, tokenizer, image_size: int) -> Backbone:
+    """The model being pretrained, seen as a `Backbone` (for the zero-shot monitor only)."""
+    return Backbone(model=model, tokenizer=tokenizer, preprocess=clip_test_transform(image_size),
+                    train_preprocess=None, device=torch.device("cpu"), precision="fp32",
+                    identity={"name": "pretraining", "pretrained": None})
+
+
 def evaluate_source(path: Path, n: int, seed: int) -> Dict[str, float]:
     """Zero-shot shape accuracy on n fresh source images, plain and with the 16-x prefix."""
-    model, tok = load_embedded(path)
-    data = source_shape_set(n, seed)
-    return {"n": n, "seed": seed,
-            "template": SOURCE_TEMPLATE,
-            "accuracy": zero_shot_accuracy(model, tok, data, SHAPES, SOURCE_TEMPLATE),
-            "accuracy_with_16x_prefix": zero_shot_accuracy(model, tok, data, SHAPES, SOURCE_TEMPLATE, 16),
-            "chance": 100.0 / len(SHAPES)}
+    return source_accuracy(load_toyclip(path), n, seed, SOURCE_TEMPLATE)
 
 
 def run(args) -> int:
@@ -246,11 +248,12 @@ def run(args) -> int:
                              {"params": no_decay, "weight_decay": 0.0}],
                             lr=args.lr, betas=(0.9, 0.98), eps=1e-6)
 
-    def lr_at(step: int) -> float:
-        if step < args.warmup:
-            return args.lr * (step + 1) / args.warmup
-        t = (step - args.warmup) / max(1, args.steps - args.warmup)
-        return 0.5 * args.lr * (1 + math.cos(math.pi * t))
+    from pini_core.experiment import Recipe
+    from pini_core.trainer import lr_at as schedule_lr
+
+    # the trainer's schedule code: linear warm-up, then cosine per step (one "epoch" = one step)
+    schedule = Recipe(schedule="warmup_cosine_step", epochs=args.steps, lr=args.lr, warmup_epochs=args.warmup)
+    lr_at = lambda step: schedule_lr(schedule, step)  # noqa: E731
 
     data = CaptionedBatches(args.seed, args.steps, args.batch_size, tokenizer, args.context_length,
                             args.prefix_rate, args.rare_rate, args.image_size, args.group_size,
@@ -281,7 +284,8 @@ def run(args) -> int:
             bar.set_postfix(loss=f"{np.mean(losses[-10:]):.3f}", lr=f"{lr_at(step):.1e}")
         if args.eval_every and ((step + 1) % args.eval_every == 0 or step + 1 == args.steps):
             model.eval()
-            acc = zero_shot_accuracy(model, tokenizer, monitor, SHAPES, SOURCE_TEMPLATE)
+            acc = zero_shot_accuracy(training_backbone(model, tokenizer, args.image_size), monitor, SHAPES,
+                                     SOURCE_TEMPLATE)
             model.train()
             curve.append({"step": step + 1, "loss": round(float(np.mean(losses[-10:])), 4),
                           "source_acc_300": round(acc, 2), "seconds": round(time.time() - t0, 1)})
@@ -310,8 +314,7 @@ def run(args) -> int:
         print(f"zero-shot source shape accuracy: {meta['zero_shot_source']['accuracy']:.1f}% "
               f"(with 16-x prefix {meta['zero_shot_source']['accuracy_with_16x_prefix']:.1f}%)")
     if args.eval_tasks:
-        from .tasks import zero_shot_table
-        meta["zero_shot_tasks"] = zero_shot_table(out)
+        meta["zero_shot_tasks"] = zero_shot_table(load_toyclip(out))
     atomic.write_json(out / "pini_meta.json", meta)
     size_mb = (out / "open_clip_model.safetensors").stat().st_size / 2**20
     print(f"saved {out} ({size_mb:.2f} MiB weights) in {train_seconds / 60:.1f} min of training")
@@ -319,20 +322,8 @@ def run(args) -> int:
 
 
 def _command_line() -> str:
-    """The command that was run, as a user would type it."""
+    """The command that was run, as a user would type it (`python -m pini_core pretrain ...`)."""
     prog = sys.argv[0].replace(os.sep, "/")
     if prog.endswith("pini_core/__main__.py"):
         return " ".join(["python -m pini_core"] + sys.argv[1:])
-    if prog.endswith("pini_core/world/pretrain.py"):
-        return " ".join(["python -m pini_core.world.pretrain"] + sys.argv[1:])
     return " ".join(["python"] + sys.argv)
-
-
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m pini_core.world.pretrain")
-    add_arguments(p)
-    return run(p.parse_args(argv))
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

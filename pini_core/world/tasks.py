@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import random
 from functools import lru_cache
-from typing import Dict, List, Tuple
+from typing import List, Tuple
 
-from ..data.registry import DatasetSplits, register_dataset
+from ..data.base import DatasetSplits, register_dataset
 from .captions import RARE_NAMES
 from .render import render
 from .scene import DOMAINS, SHAPES, sample_scene
@@ -107,20 +107,3 @@ def _make_loader(task: str):
 
 for _task in TASK_DOMAINS:
     register_dataset(_task, DESCRIPTIONS[_task])(_make_loader(_task))
-
-
-def zero_shot_table(checkpoint_dir=None, seed: int = 1, prefix_tokens: int = 0) -> Dict[str, Dict[str, float]]:
-    """Zero-shot accuracy (%) of the embedded CLIP on every toy task's test split and
-    targets, with each task's own template and class names."""
-    from .zeroshot import DEFAULT_DIR, load_embedded, zero_shot_accuracy
-
-    model, tok = load_embedded(checkpoint_dir or DEFAULT_DIR)
-    table: Dict[str, Dict[str, float]] = {}
-    for task in TASK_DOMAINS:
-        s = load_task(task, seed=seed)
-        row = {"test": zero_shot_accuracy(model, tok, s.test, s.classnames, s.template, prefix_tokens)}
-        for name, data in s.targets.items():
-            row[f"target:{name}"] = zero_shot_accuracy(model, tok, data, s.classnames, s.template, prefix_tokens)
-        row["chance"] = 100.0 / len(s.classnames)
-        table[task] = {k: round(v, 2) for k, v in row.items()}
-    return table

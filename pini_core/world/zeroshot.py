@@ -1,5 +1,10 @@
-"""Zero-shot evaluation of a CLIP on world images: load the embedded checkpoint, turn
-PIL images into normalised tensors, classify with one prompt per class.
+"""Zero-shot accuracy of the embedded toy CLIP on world images, and the record of it in
+checkpoints/toyclip/pini_meta.json (`python -m pini_core zeroshot`).
+
+There is one zero-shot classifier in pini_core, `pini_core.baselines.ZeroShotCLIP` (CLIP's
+hand-crafted text classifier); this module only feeds it world images. The model is
+loaded by `pini_core.backbone.load_backbone` ("embedded", or "local-dir:PATH" for another
+folder), and images go through the backbone's own test transform.
 
 `prefix_tokens=16` prepends 16 "x" placeholder words to every prompt, the way PiNI's
 CoOp-style text prompts look before any noise is learned.
@@ -8,72 +13,62 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
-from typing import List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
-import numpy as np
 import torch
 
 from .. import atomic
+from ..backbone import Backbone, embedded_dir, load_backbone
+from ..baselines.zeroshot import ZeroShotCLIP
+from ..data.transforms import clip_test_transform
+from ..errors import DataError, ModelLoadError
 from .render import render
 from .scene import SHAPES, sample_scene
+from .tasks import TASK_DOMAINS, load_task
 
-DEFAULT_DIR = Path(__file__).resolve().parents[2] / "checkpoints" / "toyclip"
-OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
-OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
-
-
-def load_embedded(path: str | Path = DEFAULT_DIR):
-    """(model in eval mode, tokenizer, preprocess_cfg) of an open_clip local dir."""
-    import open_clip
-
-    path = Path(path)
-    if not (path / "open_clip_config.json").is_file():
-        raise FileNotFoundError(f"no open_clip_config.json in {path}; run `python -m pini_core pretrain "
-                                f"--out {path}` to create the embedded CLIP there.")
-    model = open_clip.create_model(f"local-dir:{path}")
-    model.eval()
-    tokenizer = open_clip.get_tokenizer(f"local-dir:{path}")
-    return model, tokenizer
+SOURCE_TEMPLATE = "a photo of a {}."
 
 
-def to_tensor(images: Sequence, size: int, mean=OPENAI_MEAN, std=OPENAI_STD) -> torch.Tensor:
-    """List of PIL images -> [B, 3, size, size] float tensor, CLIP-normalised."""
-    from PIL import Image
+def load_toyclip(path: Optional[str | Path] = None, device: str = "cpu") -> Backbone:
+    """The embedded toy CLIP (`load_backbone("embedded")`), or the open_clip folder `path`
+    (`load_backbone("local-dir:PATH")`, e.g. a freshly pretrained one).
 
-    arrs = []
-    for im in images:
-        im = im.convert("RGB")
-        if im.size != (size, size):
-            im = im.resize((size, size), Image.BICUBIC)
-        arrs.append(np.asarray(im, dtype=np.float32) / 255.0)
-    x = torch.from_numpy(np.stack(arrs)).permute(0, 3, 1, 2)
-    m = torch.tensor(mean).view(1, 3, 1, 1)
-    s = torch.tensor(std).view(1, 3, 1, 1)
-    return (x - m) / s
+    Raises ModelLoadError (a PiniError) naming the pretrain command if `path` holds no model."""
+    if path is None or Path(path).resolve() == embedded_dir().resolve():
+        name = "embedded"
+    else:
+        name = f"local-dir:{Path(path)}"
+    folder = embedded_dir() if name == "embedded" else Path(path)
+    if not (folder / "open_clip_config.json").is_file():
+        raise ModelLoadError(f"no open_clip_config.json in {folder}; run `python -m pini_core pretrain "
+                             f"--out {folder}` to create the embedded CLIP there.")
+    return load_backbone(name, device=device)
 
 
-def prompts(classnames: Sequence[str], template: str, prefix_tokens: int = 0) -> List[str]:
-    pre = "x " * prefix_tokens
-    return [pre + template.format(c) for c in classnames]
+def prompt_template(template: str, prefix_tokens: int = 0) -> str:
+    """`template` with `prefix_tokens` "x" placeholder words in front (PiNI's prompt layout
+    before any noise is learned, cf. `pini_core.data.templates.pini_prompt_prefix`)."""
+    return "x " * prefix_tokens + template
 
 
 @torch.no_grad()
-def zero_shot_accuracy(model, tokenizer, data: Sequence[Tuple[object, int]], classnames: Sequence[str],
+def zero_shot_accuracy(bb: Backbone, data: Sequence[Tuple[object, int]], classnames: Sequence[str],
                        template: str, prefix_tokens: int = 0, batch_size: int = 256) -> float:
-    """Top-1 accuracy (in %) of classifying `data` [(PIL, label)] with one prompt per class."""
+    """Top-1 accuracy (in %) of `pini_core.baselines.ZeroShotCLIP` (one prompt per class,
+    CLIP Eq. 2 without noise) on `data` [(PIL image, label)].
+
+    Images go through CLIP's test transform at the backbone's size / mean / std.
+    Raises DataError if `data` is empty."""
     if not data:
-        raise ValueError("zero_shot_accuracy needs at least one (image, label) pair")
-    size = model.visual.image_size
-    size = size[0] if isinstance(size, (tuple, list)) else size
-    t = model.encode_text(tokenizer(prompts(classnames, template, prefix_tokens)))
-    t = t / t.norm(dim=-1, keepdim=True)
+        raise DataError("zero_shot_accuracy needs at least one (image, label) pair")
+    method = ZeroShotCLIP(bb, classnames, prompt_template(template, prefix_tokens))
+    tf = clip_test_transform(bb.image_size, bb.mean, bb.std)
     correct = 0
     for i in range(0, len(data), batch_size):
         chunk = data[i:i + batch_size]
-        f = model.encode_image(to_tensor([d[0] for d in chunk], size))
-        f = f / f.norm(dim=-1, keepdim=True)
-        pred = (f @ t.T).argmax(dim=-1)
-        correct += int((pred == torch.tensor([d[1] for d in chunk])).sum())
+        pixels = torch.stack([tf(img.convert("RGB")) for img, _ in chunk])
+        pred = method.predict({"pixels": pixels}).argmax(dim=-1).cpu()
+        correct += int((pred == torch.tensor([label for _, label in chunk])).sum())
     return 100.0 * correct / len(data)
 
 
@@ -87,31 +82,49 @@ def source_shape_set(n: int, seed: int, size: int = 64, domain: str = "source") 
     return out
 
 
-# --- CLI: measure and record the embedded model's zero-shot accuracies ------------------
+def source_accuracy(bb: Backbone, n: int, seed: int, template: str = SOURCE_TEMPLATE) -> Dict[str, float]:
+    """Zero-shot shape accuracy on n fresh source images, plain and with the 16-x prefix."""
+    data = source_shape_set(n, seed)
+    return {"n": n, "seed": seed, "template": template, "chance": 100.0 / len(SHAPES),
+            "accuracy": zero_shot_accuracy(bb, data, SHAPES, template),
+            "accuracy_with_16x_prefix": zero_shot_accuracy(bb, data, SHAPES, template, 16)}
 
-def measure(path: str | Path = DEFAULT_DIR, samples: int = 4000, seed: int = 12345,
-            task_seed: int = 1) -> dict:
+
+def zero_shot_table(bb: Backbone, seed: int = 1, prefix_tokens: int = 0) -> Dict[str, Dict[str, float]]:
+    """Zero-shot accuracy (%) of `bb` on every toy task's test split and targets, with
+    each task's own template and class names."""
+    table: Dict[str, Dict[str, float]] = {}
+    for task in TASK_DOMAINS:
+        s = load_task(task, seed=seed)
+        row = {"test": zero_shot_accuracy(bb, s.test, s.classnames, s.template, prefix_tokens)}
+        for name, data in s.targets.items():
+            row[f"target:{name}"] = zero_shot_accuracy(bb, data, s.classnames, s.template, prefix_tokens)
+        row["chance"] = 100.0 / len(s.classnames)
+        table[task] = {k: round(v, 2) for k, v in row.items()}
+    return table
+
+
+# --- command: measure and record the embedded model's zero-shot accuracies --------------
+
+def measure(path: Optional[str | Path] = None, samples: int = 4000, seed: int = 12345, task_seed: int = 1) -> dict:
     """Source-domain shape accuracy on `samples` fresh images (plain template and with
     the 16-x CoOp prefix) and every toy task's zero-shot accuracy."""
-    from .tasks import zero_shot_table
-
-    model, tok = load_embedded(path)
-    data = source_shape_set(samples, seed)
-    template = "a photo of a {}."
+    bb = load_toyclip(path)
+    src = source_accuracy(bb, samples, seed)
+    src = {**src, "accuracy": round(src["accuracy"], 2),
+           "accuracy_with_16x_prefix": round(src["accuracy_with_16x_prefix"], 2)}
     return {
-        "source": {"n": samples, "seed": seed, "template": template, "chance": 100.0 / len(SHAPES),
-                   "accuracy": round(zero_shot_accuracy(model, tok, data, SHAPES, template), 2),
-                   "accuracy_with_16x_prefix": round(zero_shot_accuracy(model, tok, data, SHAPES, template, 16), 2)},
+        "source": src,
         "tasks_seed": task_seed,
-        "tasks": zero_shot_table(path, seed=task_seed),
-        "tasks_with_16x_prefix": zero_shot_table(path, seed=task_seed, prefix_tokens=16),
+        "tasks": zero_shot_table(bb, seed=task_seed),
+        "tasks_with_16x_prefix": zero_shot_table(bb, seed=task_seed, prefix_tokens=16),
     }
 
 
 def add_arguments(parser) -> None:
     parser.description = ("Measure the embedded toy CLIP's zero-shot accuracy on fresh source-domain images "
                           "and on every toy task; optionally record it in pini_meta.json.")
-    parser.add_argument("--dir", default=str(DEFAULT_DIR), help="open_clip local dir of the model")
+    parser.add_argument("--dir", default=str(embedded_dir()), help="open_clip local dir of the model")
     parser.add_argument("--samples", type=int, default=4000, help="fresh source images")
     parser.add_argument("--seed", type=int, default=12345, help="seed of the fresh source images")
     parser.add_argument("--task-seed", type=int, default=1, help="seed of the toy tasks' splits")
@@ -123,8 +136,10 @@ def run(args) -> int:
     import os
     import sys
 
+    from ..errors import ConfigError
+
     if args.samples < 10:
-        raise SystemExit("--samples must be >= 10")
+        raise ConfigError("--samples must be >= 10")
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
     res = measure(args.dir, args.samples, args.seed, args.task_seed)
     print(f"source: {res['source']['accuracy']:.2f}% (16-x prefix {res['source']['accuracy_with_16x_prefix']:.2f}%)"
@@ -135,15 +150,7 @@ def run(args) -> int:
         meta_path = Path(args.dir) / "pini_meta.json"
         meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
         meta["zero_shot"] = res
-        meta["zero_shot_command"] = " ".join(["python -m pini_core.world.zeroshot"] + sys.argv[1:])
+        meta["zero_shot_command"] = " ".join(["python -m pini_core zeroshot"] + sys.argv[2:])
         atomic.write_json(meta_path, meta)
         print(f"recorded in {meta_path}")
     return 0
-
-
-if __name__ == "__main__":
-    import argparse
-
-    p = argparse.ArgumentParser(prog="python -m pini_core.world.zeroshot")
-    add_arguments(p)
-    raise SystemExit(run(p.parse_args()))
