@@ -37,6 +37,8 @@ log = logging.getLogger("pini.app")
 APP_TMP = Path(tempfile.gettempdir()) / "pini-app"
 
 ENV_SESSION_MB = "PINI_APP_SESSION_MB"  # disk bound per session, in MB
+ENV_TOTAL_MB = "PINI_APP_TOTAL_MB"  # disk bound of all sessions of one app together, in MB
+DEFAULT_TOTAL_MB = 10240
 ENV_SESSION_TTL = "PINI_APP_SESSION_TTL"  # seconds of inactivity after which a session's files go
 ENV_SWEEP_EVERY = "PINI_APP_SWEEP_S"  # how often the janitor looks for idle sessions (seconds)
 DEFAULT_SESSION_MB = 1024
@@ -62,6 +64,11 @@ def _env_number(name: str, default: float, what: str) -> float:
 def session_quota_bytes() -> int:
     """Disk bound of one session's scratch folder ($PINI_APP_SESSION_MB, default 1024 MB)."""
     return int(_env_number(ENV_SESSION_MB, DEFAULT_SESSION_MB, "megabytes per session") * 1024 * 1024)
+
+
+def total_quota_bytes() -> int:
+    """Disk bound of all sessions of one app together ($PINI_APP_TOTAL_MB, default 10240 MB)."""
+    return int(_env_number(ENV_TOTAL_MB, DEFAULT_TOTAL_MB, "megabytes for all sessions") * 1024 * 1024)
 
 
 def session_ttl_s() -> float:
@@ -205,16 +212,21 @@ class ScratchSpace:
             raise DataError(f"This needs {nbytes / 2**20:.0f} MB of scratch space; each session may use "
                             f"{quota / 2**20:.0f} MB. Please upload fewer or smaller images.")
         d = self.root / sid
-        if folder_bytes(d) + nbytes <= quota:
-            return
-        old = sorted((p for p in d.iterdir() if p.is_dir() and p.name not in keep),
-                     key=lambda p: p.stat().st_mtime) if d.is_dir() else []
-        for p in old:
-            shutil.rmtree(p, ignore_errors=True)
-            if folder_bytes(d) + nbytes <= quota:
-                return
-        raise DataError(f"Your session's scratch space is full ({quota / 2**20:.0f} MB per session). "
-                        "Reload the page to start a new session.")
+        if folder_bytes(d) + nbytes > quota:
+            old = sorted((p for p in d.iterdir() if p.is_dir() and p.name.startswith(("data-", "ckpt"))
+                          and p.name not in keep), key=lambda p: p.stat().st_mtime) if d.is_dir() else []
+            for p in old:  # the session's own older unpacked zips and checkpoints go first
+                shutil.rmtree(p, ignore_errors=True)
+                if folder_bytes(d) + nbytes <= quota:
+                    break
+            else:
+                raise DataError(f"Your session's scratch space is full ({quota / 2**20:.0f} MB per session). "
+                                "Reload the page to start a new session.")
+        if folder_bytes(self.root) + nbytes > total_quota_bytes():
+            self.sweep()  # idle sessions first
+            if folder_bytes(self.root) + nbytes > total_quota_bytes():
+                raise DataError("The server's scratch space for all visitors is full right now. "
+                                "Please try again later.")
 
     @staticmethod
     def remove_dead_runs(base: Path = APP_TMP) -> List[str]:

@@ -14,17 +14,18 @@ from demo import engine
 from demo.context import BuildContext
 from demo.util import friendly
 
-# $PINI_MUNG_DIR points the tab at another folder with the same layout (host/ + generator.*).
+# $PINI_MUNG_DIR points the tab at another folder with the same layout (host/ + generator/).
 MUNG_DIR = Path(os.environ.get("PINI_MUNG_DIR") or Path(__file__).resolve().parent.parent / "checkpoints" / "mung")
 HOST_DIR = MUNG_DIR / "host"  # the toy multimodal LLM (a tiny LLaVA) shipped with the project
-GENERATOR = MUNG_DIR / "generator"  # its trained MuNG generator (.safetensors + .json)
+GENERATOR = MUNG_DIR / "generator"  # its trained MuNG generator (checkpoint folder, pini_core.mung.checkpoint)
 _LOCK = threading.Lock()  # the injector keeps per-call state: one explanation at a time
 _LOADED: dict = {}
 
 
 def _shipped_mung() -> bool:
-    return (HOST_DIR.is_dir() and GENERATOR.with_suffix(".safetensors").is_file()
-            and GENERATOR.with_suffix(".json").is_file())
+    from pini_core.mung.checkpoint import is_generator
+
+    return HOST_DIR.is_dir() and is_generator(GENERATOR)
 
 
 def _host_and_injector():

@@ -49,6 +49,42 @@ def _frame(history, keys):
     return pd.DataFrame(rows, columns=["epoch", "value", "series"])
 
 
+def experiment_from_inputs(task_name: str, k, n_epochs, lr_v, seed_v, vis: str, txt: str, spec: str):
+    """The ExperimentConfig the Train tab's inputs describe: the backbone's preset (`toy` for
+    the embedded model, `paper` otherwise) with the sliders' shots, epochs, lr and seed and
+    the chosen noise locations. An uploaded zip of photos trains with augmentation. Raises
+    ConfigError (shown as one line) for settings out of range."""
+    import dataclasses as dc
+
+    from pini_core.errors import ConfigError
+    from pini_core.experiment import DataSpec, default_preset, preset_config
+
+    if vis not in VISUAL or txt not in TEXT:
+        raise ConfigError("Pick the noise locations from the lists.")
+    if VISUAL[vis][0] == "none" and TEXT[txt][0] == "none":
+        raise ConfigError("Choose at least one place to inject noise (visual or text).")
+    try:
+        k, n_epochs, lr_v = int(k), int(n_epochs), float(lr_v)
+        seed_v = 1 if seed_v in (None, "") else int(seed_v)
+    except (TypeError, ValueError, OverflowError):
+        raise ConfigError("Shots, epochs, learning rate and seed must be numbers.") from None
+    if not 1 <= n_epochs <= 200:
+        raise ConfigError("Epochs must be between 1 and 200.")
+    if not 0 < lr_v <= 1:
+        raise ConfigError("The learning rate must be a positive number up to 1 (e.g. 0.002).")
+    name, pretrained = backbones.parse_spec(spec)
+    upload = task_name == UPLOAD_TASK
+    cfg = preset_config(default_preset(name), shots=k, dataset="imagefolder" if upload else task_name, seed=seed_v,
+                        backbone=name, pretrained=pretrained)
+    (vloc, vgen), (tloc, tgen) = VISUAL[vis], TEXT[txt]
+    recipe = dc.replace(cfg.recipe, epochs=n_epochs, lr=lr_v, eval_every=1,
+                        # photos: CoOp's crop + flip; 64-px toy shapes do not survive the crop
+                        augment=upload or cfg.recipe.augment, aug_views=2 if upload else cfg.recipe.aug_views)
+    noise = dc.replace(cfg.noise, visual_location=vloc, visual_generator=vgen, text_location=tloc,
+                       text_generator=tgen)
+    return cfg.replace(recipe=recipe, noise=noise, data=DataSpec(cfg.data.dataset)).validate()
+
+
 def build(ctx: BuildContext) -> None:
     gr.Markdown("Train a noise generator on a few-shot task. Curves update after every epoch; **Stop** "
                 "ends early and keeps what was learnt. The generator is then used by the other tabs — "
@@ -92,72 +128,53 @@ def build(ctx: BuildContext) -> None:
     @gpu(duration=300)
     def train(task_name, zip_path, k, n_epochs, lr_v, seed_v, vis, txt, state: SessionState,
               progress=gr.Progress()):
-        import torch
+        from pini_core.errors import DataError
+        from pini_core.runner import open_dataset, run
 
-        from pini_core.data.fewshot import fewshot_splits
-        from pini_core.data.registry import get_dataset
-        from pini_core.noise import NoiseConfig
-
-        PiNIModel = engine.get("model")
-        fit = engine.get("trainer")
-        from pini_core.trainer import TrainConfig, evaluate
-
-        k, n_epochs, seed_v = int(k), int(n_epochs), int(seed_v or 1)
-        if not 1 <= n_epochs <= 200:
-            raise gr.Error("Epochs must be between 1 and 200.", print_exception=False)
-        if not (lr_v and 0 < float(lr_v) <= 1):
-            raise gr.Error("The learning rate must be a positive number up to 1 (e.g. 0.002).",
-                           print_exception=False)
-        if vis not in VISUAL or txt not in TEXT:
-            raise gr.Error("Pick the noise locations from the lists.", print_exception=False)
-        if VISUAL[vis][0] == "none" and TEXT[txt][0] == "none":
-            raise gr.Error("Choose at least one place to inject noise (visual or text).", print_exception=False)
-        bb = backbone(state, progress)
         spec = state.backbone_spec or backbones.default_spec()
-
+        if task_name != UPLOAD_TASK and task_name not in toy_tasks():
+            raise gr.Error(f"Unknown task {task_name!r}; pick one from the list.", print_exception=False)
+        config = experiment_from_inputs(task_name or UPLOAD_TASK, k, n_epochs, lr_v, seed_v, vis, txt, spec)
+        bb = backbone(state, progress)
         progress(0.05, desc="Preparing the data ...")
-        if task_name == UPLOAD_TASK or not task_name:
+        if config.data.dataset == "imagefolder":
             if not zip_path:
                 raise gr.Error("Upload a zip of class-named image folders, or pick a toy task.",
                                print_exception=False)
+            from pini_core.data.registry import get_dataset
             from pini_core.uploads import check_zip_images, extract_image_zip
 
             ds = check_zip_images(extract_image_zip(zip_path, new_scratch_dir(state, "data-")))
-            splits = get_dataset("imagefolder", root=str(ds.root), seed=seed_v)
+            splits = get_dataset("imagefolder", root=str(ds.root), seed=config.data.seed)
             where = f"your zip ({len(ds.items)} images, {len(ds.classnames)} classes)"
         else:
-            if task_name not in toy_tasks():
-                raise gr.Error(f"Unknown task {task_name!r}; pick one from the list.", print_exception=False)
-            splits = get_dataset(task_name, seed=seed_v)
+            splits = open_dataset(config)
             where = f"toy task {task_name}"
-        few = fewshot_splits(splits, k, seed_v)
-        if not few.val:
-            few = few.__class__(**{**few.__dict__, "val": list(splits.test[:MAX_TEST_IMAGES // 4])})
-        vloc, vgen = VISUAL[vis]
-        tloc, tgen = TEXT[txt]
-        cfg = NoiseConfig(visual_location=vloc, visual_generator=vgen, text_location=tloc, text_generator=tgen)
-        torch.manual_seed(seed_v)  # same seed, same initial generators
-        method = PiNIModel(bb, few.classnames, few.template, cfg)
-        tcfg = TrainConfig(epochs=n_epochs, lr=float(lr_v), seed=seed_v, batch_size=32,
-                           aug_views=2, eval_every=1,
-                           # CoOp's random resized crop cuts 64-px toy shapes to fragments
-                           augment=task_name == UPLOAD_TASK)
+        if not splits.train or not splits.test:
+            raise DataError("This task needs training and test images.")
+        k, n_epochs = config.shots, config.recipe.epochs
         stop_event = state.stop_event
         stop_event.clear()
         q: "queue.Queue" = queue.Queue()
+        ckpt_dir = new_scratch_dir(state, "ckpt-")
 
         def work():
             try:
-                res = fit(method, bb, few.train, tcfg, val_data=few.val, on_epoch=lambda row: q.put(("epoch", row)),
-                          stop_event=stop_event, progress=False)
+                res = run(config, backbone=bb, dataset=splits, checkpoint_dir=str(ckpt_dir), progress=False,
+                          on_epoch=lambda row: q.put(("epoch", row)), stop_event=stop_event,
+                          test_limit=MAX_TEST_IMAGES, provenance={"trained_in": "app", "task": where})
+                if res.history:  # the same images without noise (one zero-shot path): what training bought
+                    zs = run(config.replace(method="zeroshot", shots=0), backbone=bb, dataset=splits,
+                             progress=False, test_limit=MAX_TEST_IMAGES)
+                    res.metrics["zero_shot_accuracy"] = zs.metrics["test_accuracy"]
                 q.put(("done", res))
             except BaseException as e:  # noqa: BLE001 - handed to the UI thread
                 q.put(("error", e))
 
         threading.Thread(target=work, daemon=True, name="pini-app-train").start()
         history = []
-        head = (f"Training on {where}: {len(few.train)} images ({k} per class), "
-                f"{cfg.describe()}, {n_epochs} epochs.")
+        head = (f"Training on {where}: {k} per class, {config.noise.describe()}, {n_epochs} epochs "
+                f"(recipe '{config.preset}', lr {config.recipe.lr:g}).")
         yield (f"{head}\n\nPreparing (the first epoch includes encoding the images) ...", None, None,
                None, state, gr.update())
         t0 = time.time()
@@ -189,25 +206,17 @@ def build(ctx: BuildContext) -> None:
                        _frame(history, [("val_accuracy", "val accuracy")]), None, state, gr.update())
         state.history = history
         ended = f"Stopped early: {res.reason}." if res.stopped else "Finished."
-        test = list(few.test)[:MAX_TEST_IMAGES]
         metrics = {}
-        if test and history:
-            progress(0.99, desc="Evaluating on test images ...")
-            metrics = {f"test_accuracy_{m}": evaluate(method, bb, test, mode=m)["accuracy"] for m in ("mean",)}
-            # the same images without noise (as the Classify tab computes it): what the training bought
-            from pini_core.baselines import ZeroShotCLIP
-
-            metrics["zero_shot_accuracy"] = evaluate(ZeroShotCLIP(bb, few.classnames, few.template), bb,
-                                                     test)["accuracy"]
+        if "test_accuracy" in res.metrics and history:
+            metrics = {"test_accuracy_mean": res.metrics["test_accuracy"],
+                       "zero_shot_accuracy": res.metrics["zero_shot_accuracy"]}
+        test = list(splits.test)[:MAX_TEST_IMAGES]
         files = None
         label = f"trained here ({where}, {len(history)} epochs)"
         if history:
-            state.set_generator(method, label, spec)
+            state.set_generator(res.method, label, spec)
             state.eval_data = test
-            from pini_core.checkpoint import save_pini
-
-            folder = save_pini(method, new_scratch_dir(state, "ckpt-"), metrics=dict(metrics, epochs=len(history)))
-            files = sorted(str(p) for p in folder.iterdir() if p.is_file())
+            files = sorted(str(p) for p in res.checkpoint.iterdir() if p.is_file()) if res.checkpoint else None
         acc_txt = "".join(f" Test accuracy ({m.split('_')[-1]} mode, {len(test)} images): {v:.1f}%."
                           for m, v in metrics.items() if m.startswith("test_accuracy_"))
         if "zero_shot_accuracy" in metrics:

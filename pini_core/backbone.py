@@ -87,8 +87,9 @@ def _short(text: str, limit: int = 300) -> str:
     text = " ".join(str(text).split())
     if len(text) <= limit:
         return text
-    cut = text[:limit + 1].rsplit(" ", 1)[0].rstrip(" ,;:")
-    return (cut if cut else text[:limit]) + " ..."
+    head = text[:limit + 1]
+    cut = head.rsplit(" ", 1)[0].rstrip(" ,;:") if " " in head else ""
+    return (cut or text[:limit]) + " ..."
 
 
 def _is_torchscript_archive(path: str) -> bool:
@@ -132,7 +133,7 @@ def _load_error_text(e: BaseException) -> str:
         return ("the file is a pickle holding Python objects besides tensors, which pini_core does not load "
                 "(unpickling them could run code from the file). Use a .safetensors file, a .pt/.bin that holds "
                 "only a state dict of tensors, or an OpenAI TorchScript .pt")
-    return _short(text.strip().splitlines()[0] if text.strip() else type(e).__name__, 300)
+    return _short(text if text.strip() else type(e).__name__, 300)
 
 
 def _from_weights_file(name: str, path: str, create) -> tuple:
@@ -171,7 +172,9 @@ def _from_weights_file(name: str, path: str, create) -> tuple:
     try:
         return create(pretrained=path)
     except Exception as e:  # wrong architecture for the file, truncated file, pickled objects, ...
-        raise BackboneError(f"Could not load weights file {path} into {name}: {_load_error_text(e)}. {hint}") from e
+        detail = _load_error_text(e)
+        sep = " " if detail.endswith("...") else ". "
+        raise BackboneError(f"Could not load weights file {path} into {name}: {detail}{sep}{hint}") from e
 
 
 def _create_with_timeout(fn, timeout: float, what: str, cache_dir: Optional[str]):

@@ -537,6 +537,8 @@ def save_unit(folder: str | os.PathLike, state: Dict[str, torch.Tensor], config:
         doc = json.loads(json.dumps(doc, default=_jsonable))  # what a reader will see
         doc[INTEGRITY_KEY] = config_digest(doc)
         _write_staged(staged[config_name], json.dumps(doc, indent=2).encode("utf-8"))
+        for p in staged.values():  # readable by the app's user too (pini_core.atomic.FILE_MODE)
+            os.chmod(p, 0o644)
         marker_tmp = folder / f".{commit_name}.tmp"
         _write_staged(marker_tmp, json.dumps({"files": list(files), "format": fmt}).encode("utf-8"))
         os.replace(marker_tmp, folder / commit_name)  # the commit point
@@ -613,3 +615,8 @@ def hub_folder(model_id: str, files: Tuple[str, ...], *, revision=None, cache_di
     return Path(snapshot_download(model_id, revision=revision, cache_dir=cache_dir, token=token,
                                   force_download=force_download, local_files_only=local_files_only,
                                   allow_patterns=list(files)))
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """sha256 hex digest of a file (what a config's `weights_sha256` records)."""
+    return _sha256(Path(path))

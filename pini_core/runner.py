@@ -143,10 +143,27 @@ def evaluate_result(method, backbone, splits, config: ExperimentConfig, encode, 
     return metrics
 
 
+def describe(config: ExperimentConfig, data, backbone) -> str:
+    """'PiNI on toy-clutter: 10 classes, 16 shots, 160 training images; ...' (one line)."""
+    spec = get_method_spec(config.method)
+    r = config.recipe
+    text = f"{spec.display} on {data.name}: {len(data.classnames)} classes"
+    if spec.training != "none":
+        text += f", {config.shots} shots, {len(data.train)} training images"
+    if config.method == "pini":
+        text += f"; noise {config.noise.describe()}"
+    if spec.training == "gradient":
+        text += (f"; recipe '{config.preset}': {r.optimizer} lr {r.lr:g}, {r.epochs} epochs, batch {r.batch_size}, "
+                 f"augmentation {'on' if r.augment else 'off'}")
+    name = (getattr(backbone, "identity", {}) or {}).get("name", config.backbone)
+    return text + f"; backbone {name}"
+
+
 def run(config: ExperimentConfig, *, out_dir: Optional[str] = None, checkpoint_dir: Optional[str] = None,
         backbone=None, dataset=None, features=None, on_epoch: Optional[Callable[[Dict], None]] = None,
         stop_event: Optional[threading.Event] = None, progress: bool = True, evaluate_test: bool = True,
-        test_limit: Optional[int] = None, provenance: Optional[Dict[str, Any]] = None) -> Result:
+        test_limit: Optional[int] = None, provenance: Optional[Dict[str, Any]] = None,
+        on_ready: Optional[Callable[[str], None]] = None) -> Result:
     """Run one experiment end to end and return its `Result`.
 
     out_dir:        metrics.jsonl, result.json and (PiNI) checkpoint/ go here (None: nothing written)
@@ -157,6 +174,7 @@ def run(config: ExperimentConfig, *, out_dir: Optional[str] = None, checkpoint_d
     evaluate_test:  evaluate on the test split (and targets) after training
     test_limit:     evaluate on the first N test images only (the app's classroom budget)
     provenance:     extra JSON facts saved with the checkpoint (e.g. the command line)
+    on_ready:       called with a one-line description once data and backbone are loaded
 
     The checkpoint is written (atomically) BEFORE evaluation, so a failure there never
     loses the training; it is rewritten with the test metrics afterwards.
@@ -176,10 +194,14 @@ def run(config: ExperimentConfig, *, out_dir: Optional[str] = None, checkpoint_d
     data = fewshot(splits, config.shots, config.seed) if spec.training != "none" else splits
     encode = _encoder(backbone, features)
     ctx = MethodContext(backbone=backbone, data=data, config=config, encode=encode)
+    if data.meta.get("val_source"):
+        ctx.info["val_source"] = data.meta["val_source"]
 
     torch.manual_seed(config.seed)  # the method's initial weights follow the seed
     method = build_method(ctx)
     method.shared_prefix = config.shared_prefix  # exact shared-prefix text encoding (speed only)
+    if on_ready is not None:
+        on_ready(describe(config, data, backbone))
     result = Result(config=config, method=method, info=ctx.info)
     out = Path(out_dir) if out_dir else None
     t0 = time.time()
@@ -191,7 +213,7 @@ def run(config: ExperimentConfig, *, out_dir: Optional[str] = None, checkpoint_d
         result.history, result.stopped, result.reason = res.history, res.stopped, res.reason
         ctx.info["epochs_run"] = len(res.history)
         ctx.info["final_loss"] = res.history[-1]["loss"] if res.history else None
-    elif spec.training == "closed_form":
+    elif spec.fit is not None:  # closed form: fitted on cached features (the keys of Tip-Adapter need none)
         spec.fit(method, ctx)
     if spec.after_fit is not None and (spec.training != "gradient" or result.history):
         spec.after_fit(method, ctx)

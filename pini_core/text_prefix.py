@@ -48,6 +48,9 @@ log = logging.getLogger(__name__)
 
 SHARED_PREFIX: bool = True  # module-level switch; per-call `enabled=` overrides it
 MAX_GROUPS: int = 4  # at most this many suffix-length groups per call
+# A group's fixed cost (its attention call, K/V concatenation, per layer) in suffix tokens:
+# another group is formed only when it saves more padded tokens than this.
+GROUP_TOKEN_COST: int = 8
 
 _SUPPORT: "weakref.WeakKeyDictionary[nn.Module, Optional[str]]" = weakref.WeakKeyDictionary()
 _WARNED: set = set()
@@ -128,10 +131,11 @@ def _pool_index(model: nn.Module, token_ids: torch.Tensor) -> torch.Tensor:
     return torch.full((token_ids.shape[0],), token_ids.shape[1] - 1, dtype=torch.long, device=token_ids.device)
 
 
-def group_lengths(lengths: Sequence[int], max_groups: int = MAX_GROUPS) -> List[Tuple[int, int]]:
+def group_lengths(lengths: Sequence[int], max_groups: int = MAX_GROUPS,
+                  group_cost: int = GROUP_TOKEN_COST) -> List[Tuple[int, int]]:
     """Split sorted suffix lengths into <= max_groups contiguous ranges, each padded to its
-    longest member, minimising the total padded token count (exact dynamic programme over
-    the distinct lengths). Returns [(lo, hi)] length ranges, inclusive, ascending."""
+    longest member, minimising padded tokens + group_cost x groups (exact dynamic programme
+    over the distinct lengths). Returns [(lo, hi)] length ranges, inclusive, ascending."""
     from collections import Counter
 
     counts = sorted(Counter(int(x) for x in lengths).items())
@@ -152,7 +156,7 @@ def group_lengths(lengths: Sequence[int], max_groups: int = MAX_GROUPS) -> List[
                 cost = best[g - 1][a] + (prefix_n[b] - prefix_n[a]) * counts[b - 1][0]
                 if cost < best[g][b]:
                     best[g][b], back[g][b] = cost, a
-    g = min(range(1, k + 1), key=lambda i: best[i][n])
+    g = min(range(1, k + 1), key=lambda i: best[i][n] + group_cost * i)
     out, b = [], n
     while g > 0:
         a = back[g][b]
@@ -161,24 +165,9 @@ def group_lengths(lengths: Sequence[int], max_groups: int = MAX_GROUPS) -> List[
     return out[::-1]
 
 
-def _qkv(blk, x: torch.Tensor):
-    """ln_1 + packed in-projection of open_clip's ResidualAttentionBlock -> q, k, v [B, H, T, hd]."""
-    a = blk.attn
-    h = blk.ln_1(x)
-    qkv = F.linear(h, a.in_proj_weight, a.in_proj_bias)
-    B, T, _ = qkv.shape
-    heads = a.num_heads
-    q, k, v = qkv.view(B, T, 3, heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
-    return q, k, v
-
-
-def _finish(blk, x: torch.Tensor, o: torch.Tensor) -> torch.Tensor:
-    """Out-projection, residuals, LayerScale and MLP of a ResidualAttentionBlock; o [B, H, T, hd]."""
-    a = blk.attn
-    B, _, T, _ = o.shape
-    o = F.linear(o.transpose(1, 2).reshape(B, T, -1), a.out_proj.weight, a.out_proj.bias)
-    x = x + blk.ls_1(o)
-    return x + blk.ls_2(blk.mlp(blk.ln_2(x)))
+def _heads(qkv: torch.Tensor, batch: int, length: int, heads: int):
+    """Rows [batch * length, 3W] of a packed in-projection -> q, k, v [batch, H, length, hd]."""
+    return qkv.view(batch, length, 3, heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
 
 
 def encode_shared_prefix(bb, prefix: torch.Tensor, suffix: torch.Tensor, token_ids: torch.Tensor,
@@ -194,6 +183,10 @@ def encode_shared_prefix(bb, prefix: torch.Tensor, suffix: torch.Tensor, token_i
     `bb.encode_text_embeddings(cat(prefix, suffix), token_ids)` (fp32: within ~1e-6), see
     the module docstring for the derivation. Raises ConfigError on inconsistent shapes or an
     uncovered tower (check `tower_unsupported_reason` first, or use `encode_prompts`).
+
+    Layout: all tokens (the m*P prefix tokens, then each group's m*Cg*S suffix tokens) are
+    rows of one [T, W] matrix, so LayerNorms, projections and MLPs are one op per layer;
+    only the attention is per group (scaled_dot_product_attention over [prefix K/V ; suffix]).
     """
     m_model = bb.model
     reason = tower_unsupported_reason(m_model)
@@ -211,47 +204,54 @@ def encode_shared_prefix(bb, prefix: torch.Tensor, suffix: torch.Tensor, token_i
         raise ConfigError(f"prefix {tuple(prefix.shape)} + suffix {tuple(suffix.shape)} do not make "
                           f"the {C} prompts of {L} tokens in token_ids")
     cast = m_model.transformer.get_cast_dtype()
-    token_ids = token_ids.to(prefix.device)
+    dev = prefix.device
+    token_ids = token_ids.to(dev)
     pool = _pool_index(m_model, token_ids)
     if int(pool.min()) < P:
         raise ConfigError("the pooled (EOT) token lies inside the shared prefix")
     pos = m_model.positional_embedding
     lengths = (pool - P + 1).tolist()  # suffix tokens each class needs (through its EOT)
-    groups = []  # (class indices [Cg], padded length S, local pool index [Cg])
+    groups = []  # (class indices [Cg], padded length S)
     for lo, hi in group_lengths(lengths, max_groups):
-        idx = [c for c, n in enumerate(lengths) if lo <= n <= hi]
-        groups.append((torch.tensor(idx, device=prefix.device), hi, pool[idx] - P))
+        groups.append((torch.tensor([c for c, n in enumerate(lengths) if lo <= n <= hi], device=dev), hi))
+    heads = m_model.transformer.resblocks[0].attn.num_heads
     with bb.autocast():
-        xp = prefix.to(cast) + pos[:P].to(cast)  # [m, P, W]
-        xs = []
-        for idx, S, _ in groups:
-            s = suffix.index_select(0, idx)[:, :S].to(cast) + pos[P:P + S].to(cast)  # [Cg, S, W]
-            xs.append(s.unsqueeze(0).expand(m, -1, -1, -1).reshape(m * len(idx), S, W))
-        masks = [torch.cat([torch.ones(S, P, dtype=torch.bool, device=prefix.device),
-                            torch.ones(S, S, dtype=torch.bool, device=prefix.device).tril()], dim=1)
-                 for _, S, _ in groups]
+        rows = [(prefix.to(cast) + pos[:P].to(cast)).reshape(m * P, W)]
+        for idx, S in groups:
+            x = suffix.index_select(0, idx)[:, :S].to(cast) + pos[P:P + S].to(cast)  # [Cg, S, W]
+            rows.append(x.unsqueeze(0).expand(m, -1, -1, -1).reshape(-1, W))  # [m*Cg*S, W], draw-major
+        x = torch.cat(rows)  # [T, W]
+        sizes = [r.shape[0] for r in rows]
+        masks = [torch.cat([torch.ones(S, P, dtype=torch.bool, device=dev),
+                            torch.ones(S, S, dtype=torch.bool, device=dev).tril()], dim=1) for _, S in groups]
         for blk in m_model.transformer.resblocks:
-            qp, kp, vp = _qkv(blk, xp)  # [m, H, P, hd]
-            new_xs = []
-            for (idx, S, _), x, mask in zip(groups, xs, masks):
-                cg = len(idx)
-                q, k, v = _qkv(blk, x)  # [m*Cg, H, S, hd]
-                H, hd = kp.shape[1], kp.shape[3]
-                k = torch.cat([kp.unsqueeze(1).expand(m, cg, H, P, hd).reshape(m * cg, H, P, hd), k], dim=2)
-                v = torch.cat([vp.unsqueeze(1).expand(m, cg, H, P, hd).reshape(m * cg, H, P, hd), v], dim=2)
-                new_xs.append(_finish(blk, x, F.scaled_dot_product_attention(q, k, v, attn_mask=mask)))
-            xp = _finish(blk, xp, F.scaled_dot_product_attention(qp, kp, vp, is_causal=True))
-            xs = new_xs
-        pooled, order = [], []
-        for (idx, S, local), x in zip(groups, xs):
+            a = blk.attn
+            qkv = F.linear(blk.ln_1(x), a.in_proj_weight, a.in_proj_bias).split(sizes)  # one matmul for all
+            qp, kp, vp = _heads(qkv[0], m, P, heads)  # [m, H, P, hd]
+            outs = [F.scaled_dot_product_attention(qp, kp, vp, is_causal=True)]
+            for (idx, S), part, mask in zip(groups, qkv[1:], masks):
+                B = m * len(idx)
+                q, k, v = _heads(part, B, S, heads)  # [m*Cg, H, S, hd]
+                kpe = kp.unsqueeze(1).expand(m, len(idx), *kp.shape[1:]).reshape(B, *kp.shape[1:])
+                vpe = vp.unsqueeze(1).expand(m, len(idx), *vp.shape[1:]).reshape(B, *vp.shape[1:])
+                outs.append(F.scaled_dot_product_attention(q, torch.cat([kpe, k], 2), torch.cat([vpe, v], 2),
+                                                           attn_mask=mask))
+            o = torch.cat([t.transpose(1, 2).reshape(-1, W) for t in outs])  # [T, W]
+            x = x + blk.ls_1(F.linear(o, a.out_proj.weight, a.out_proj.bias))
+            x = x + blk.ls_2(blk.mlp(blk.ln_2(x)))
+        pooled_rows, order, off = [], [], sizes[0]
+        for (idx, S), n in zip(groups, sizes[1:]):
             cg = len(idx)
-            rows = torch.arange(m * cg, device=x.device)
-            pooled.append(x[rows, local.repeat(m)].view(m, cg, W))
+            local = (pool[idx] - P).repeat(m)  # EOT position inside each padded suffix
+            pooled_rows.append(off + torch.arange(m * cg, device=dev) * S + local)
             order.append(idx)
-        x = torch.cat(pooled, dim=1)  # [m, C, W] in group order
-        inv = torch.empty(C, dtype=torch.long, device=x.device)
-        inv[torch.cat(order)] = torch.arange(C, device=x.device)
-        x = m_model.ln_final(x[:, inv])  # per-token LayerNorm: pooling first is the same
+            off += n
+        # gather the pooled rows, group-major -> [m, C, W] in class order
+        sel = torch.cat([r.view(m, -1) for r in pooled_rows], dim=1)  # [m, C] row numbers (group order)
+        inv = torch.empty(C, dtype=torch.long, device=dev)
+        inv[torch.cat(order)] = torch.arange(C, device=dev)
+        x = x[sel[:, inv].reshape(-1)].view(m, C, W)
+        x = m_model.ln_final(x)  # per-token LayerNorm: pooling first is the same
         proj = m_model.text_projection
         if proj is not None:
             x = proj(x) if isinstance(proj, nn.Linear) else x @ proj

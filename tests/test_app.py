@@ -107,9 +107,11 @@ def test_load_model_reports_success_and_failure_keeps_the_app_working(url):
     assert len(zs["confidences"]) == 3
 
 
-def test_a_real_backbone_session_gets_licensed_photographs(url):
+def test_a_real_backbone_session_gets_licensed_photographs(url, monkeypatch):
+    from demo.backbones import ENV_ALLOW_DIR
     from pini_core.backbone import embedded_dir
 
+    monkeypatch.setenv(ENV_ALLOW_DIR, str(embedded_dir()))  # visitors' local paths need the operator's consent
     c = new_client(url)
     out = c.predict(f"local-dir:{embedded_dir()}", api_name="/load_model")  # same weights, as a real backbone
     status, dropdowns = out[0], out[2:]

@@ -300,6 +300,13 @@ def test_session_disk_is_bounded(tmp_path, monkeypatch):
     monkeypatch.setenv(sess.ENV_SESSION_MB, str(0.5 * one / 2**20))
     with pytest.raises(DataError, match="each session may use"):
         session_zip(state, z1)
+    # all sessions together are bounded too: another session's data counts (while it is not idle)
+    monkeypatch.setenv(sess.ENV_SESSION_MB, str(1.5 * one / 2**20))
+    monkeypatch.setenv(sess.ENV_TOTAL_MB, str(1.5 * one / 2**20))
+    other = SessionState(scratch_root=state.scratch_root)
+    with pytest.raises(DataError, match="scratch space for all visitors is full"):
+        session_zip(other, z1)
+    assert ds2.root.exists() and not any(other.workdir.iterdir())
     monkeypatch.setenv(sess.ENV_SESSION_MB, "-3")
     with pytest.raises(ConfigError, match="PINI_APP_SESSION_MB must be positive"):
         sess.session_quota_bytes()

@@ -277,13 +277,13 @@ def test_val_that_is_the_test_set_is_never_searched_on(tmp_path, bb, datasets):
     ds = datasets["colours"]
     imagenet_like = dataclasses.replace(ds, val=ds.test, meta={"val_is_test": True})
     bench, _ = make(tmp_path, bb, {"colours": imagenet_like}, methods=["linear_probe"], seeds=[1], shots=[2])
-    cell = bench.plan()[0]
-    info = {}
-    data = bench._fewshot(imagenet_like, cell, info)
+    from pini_core.runner import fewshot
+
+    data = fewshot(imagenet_like, 2, 1)
     test_ids = {id(x) for x, _ in ds.test}
     train_ids = {id(x) for x, _ in data.train}
     assert len(data.val) == 2 * 3 and not ({id(x) for x, _ in data.val} & (test_ids | train_ids))
-    assert "outside the shots" in info["val_source"]
+    assert "outside the shots" in data.meta["val_source"]
     bench.run()
     assert bench.results.load()[0]["val_source"].startswith("train images")
 
@@ -293,7 +293,7 @@ def test_pini_table1_variant_with_noise_in_pixels(tmp_path, bb, datasets):
     bench, _ = make(tmp_path, bb, datasets, methods=["pini"], seeds=[1], pini_noise=noise)
     bench.run()
     (r,) = bench.results.load()
-    assert r["settings"]["noise"]["visual_location"] == "image" and r["epochs_run"] == 1
+    assert r["settings"]["experiment"]["noise"]["visual_location"] == "image" and r["epochs_run"] == 1
     assert 0.0 <= r["accuracy"] <= 100.0 and set(r["targets"]) == {"dark"}
     default, _ = make(tmp_path, bb, datasets, methods=["pini"], seeds=[1])
     assert default.cell_config(default.plan()[0]) != r["config"]  # a variant is its own cell
@@ -307,15 +307,16 @@ def test_augmentation_off_is_a_recorded_setting_and_reaches_the_trainer(tmp_path
     on, _ = make(tmp_path, bb, datasets)
     off, _ = make(tmp_path, bb, datasets, augment=False, methods=["coop", "tip_adapter_f"])
     cell = Cell("tiny", "colours", 1, 1, "coop")
-    assert "augment" not in on.method_settings("coop", 1, "colours")  # earlier augmented cells keep their keys
-    assert off.method_settings("coop", 1, "colours")["augment"] is False
-    assert "augment" not in off.method_settings("linear_probe", 1, "colours")  # never augments anyway
+    assert on.method_settings("coop", 1, "colours")["recipe"]["augment"] is True
+    assert off.method_settings("coop", 1, "colours")["recipe"]["augment"] is False
+    # the linear probe never augments: its settings do not change with the switch
+    assert on.method_settings("linear_probe", 1, "colours") == off.method_settings("linear_probe", 1, "colours")
     assert on.cell_config(cell) != off.cell_config(cell)
     seen = []
     real_fit = trainer.fit
     monkeypatch.setattr(trainer, "fit", lambda m, b, d, cfg, **kw: seen.append(cfg.augment) or real_fit(m, b, d, cfg, **kw))
     off.run()
-    assert seen == [False, False]  # two coop cells (seeds 1, 2); tip_adapter_f has its own loop
+    assert seen == [False] * 4  # coop and tip_adapter_f (one training loop), seeds 1 and 2
     recs = off.results.load()
     assert len(recs) == 4 and all(0 <= r["accuracy"] <= 100 for r in recs)
     assert "train augmentation off" in cli.describe(off.cfg, off)

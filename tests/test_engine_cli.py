@@ -60,7 +60,9 @@ def test_train_writes_checkpoint_metrics_and_result(trained, setup):
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == [1, 2]
     assert all(r["loss"] > 0 and "val_accuracy" in r for r in rows)
-    result = json.loads((out / "result.json").read_text())
+    record = json.loads((out / "result.json").read_text())
+    result = record["metrics"]
+    assert record["config"]["shots"] == 2 and record["config"]["recipe"]["epochs"] == 2  # the experiment itself
     printed = _json_block(trained["stdout"])
     assert printed == result
     assert result["epochs_done"] == 2 and result["stopped"] is False and result["shots"] == 2
@@ -84,7 +86,7 @@ def test_eval_prints_accuracy_of_the_checkpoint(trained, setup, capsys, mode):
     assert 0.0 <= res["accuracy"] <= 100.0 and res["nll"] > 0
     assert res["n"] == 6  # 20 % of 8 images per class, 3 classes, carved as the test split
     if mode == "mean":  # the same number train reported for its test split
-        assert res["accuracy"] == json.loads((trained["out"] / "result.json").read_text())["test_accuracy"]
+        assert res["accuracy"] == json.loads((trained["out"] / "result.json").read_text())["metrics"]["test_accuracy"]
 
 
 def test_decode_prints_table8_of_the_template(trained, capsys):
@@ -176,7 +178,7 @@ def test_eval_of_a_checkpoint_from_a_newer_version_fails_cleanly(trained, setup,
     assert rc == 2 and "future_option" in capsys.readouterr().err
 
 
-# Regression test: was a bug (train carves val/test of an ImageFolder tree with --seed, but eval (without
+# Regression test: was a bug (train carves val/test of an ImageFolder tree with its data seed, but eval (without
 # --seed) and meter (no way to set it) re-carve with seed 1: after `train --seed 3` they evaluate on images the
 # model was trained on); fixed in the engine.
 @pytest.mark.parametrize("command", ["eval", "meter"])
@@ -188,7 +190,8 @@ def test_evaluation_split_is_the_one_train_held_out(setup, tmp_path, monkeypatch
 
     out = tmp_path / "seed3"
     assert cli(["train", "--model", setup["model"], "--device", "cpu", "--dataset", "imagefolder", "--root",
-                setup["root"], "--shots", "2", "--epochs", "1", "--seed", "3", "--out", str(out)]) == 0
+                setup["root"], "--shots", "2", "--epochs", "1", "--seed", "3", "--data-seed", "3",
+                "--out", str(out)]) == 0
     trained_on = {p for p, _ in fewshot_splits(get_dataset("imagefolder", root=setup["root"], seed=3), 2, 3).train}
     seen = []
     target = (trainer_mod, "evaluate") if command == "eval" else (meter_mod, "pi_noise_meter")

@@ -40,7 +40,7 @@ def test_cli_train_then_answer(hf_dir, tmp_path, capsys):
     assert meta["command"].startswith("python -m pini_core mung train --stage generator")
     assert meta["metrics"]["steps"] == 2
     assert {"accuracy_toy-shifted_without_mung", "accuracy_toy-shifted_with_mung"} <= set(meta["metrics"])
-    cfg = json.loads((tmp_path / "gen.json").read_text())["config"]
+    cfg = json.loads((out / "mung_config.json").read_text())["config"]
     assert cfg["sigma"] == "exp" and cfg["visual_dim"] == 32 and cfg["host_family"] == "llava"
     capsys.readouterr()
     img = tmp_path / "x.png"

@@ -1,10 +1,14 @@
 """MuNG generator: attention masking, noise modes, config and checkpoints."""
+import hashlib
 import json
 
 import pytest
 import torch
 
-from pini_core.mung.checkpoint import load_generator, save_generator
+from pini_core.checkpoint import CheckpointError, config_digest
+from pini_core.errors import PiniError
+from pini_core.mung.checkpoint import (CONFIG_NAME, WEIGHTS_NAME, MuNGCheckpoint, convert_legacy, is_generator,
+                                       load_generator, read_metadata, save_generator)
 from pini_core.mung.config import MuNGConfig
 from pini_core.mung.generator import MuNGGenerator
 from pini_core.mung.tiny_hosts import tiny_llava
@@ -98,18 +102,67 @@ def test_parameter_count_matches_formula():
 def test_checkpoint_roundtrip_and_dimension_mismatch(tmp_path):
     gen = _gen(sigma="exp")
     path = save_generator(gen, tmp_path / "g", metadata={"note": "x"})
-    assert path.suffix == ".safetensors" and (tmp_path / "g.json").is_file()
-    doc = json.loads((tmp_path / "g.json").read_text())
+    assert path == tmp_path / "g" and sorted(p.name for p in path.iterdir()) == [CONFIG_NAME, WEIGHTS_NAME]
+    doc = json.loads((path / CONFIG_NAME).read_text())
+    assert doc["format"] == "mung-generator/1" and doc["metadata"] == {"note": "x"}
     assert doc["config"]["sigma"] == "exp" and doc["num_parameters"] == gen.num_parameters()
-    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+    # the same content hashes as PiNI checkpoints: sha256 of the weights, and of the config itself
+    assert doc["weights_sha256"] == hashlib.sha256((path / WEIGHTS_NAME).read_bytes()).hexdigest()
+    assert doc["config_sha256"] == config_digest(doc)
     host = tiny_llava(hidden=32)
     loaded = load_generator(tmp_path / "g", host=host)
     for k, v in gen.state_dict().items():
         assert torch.equal(v, loaded.state_dict()[k])
-    with pytest.raises(ValueError, match="trained for a host with visual/text dims 32/32.*has 64/64"):
+    with pytest.raises(CheckpointError, match="trained for a host with visual/text dims 32/32.*has 64/64"):
         load_generator(tmp_path / "g", host=tiny_llava(hidden=64))
-    with pytest.raises(FileNotFoundError, match="missing"):
+    with pytest.raises(PiniError, match="is not a MuNG generator checkpoint: mung_config.json is missing"):
         load_generator(tmp_path / "nothing")
+
+
+def test_checkpoint_refuses_edited_config_and_replaced_weights(tmp_path):
+    gen = _gen()
+    path = save_generator(gen, tmp_path / "g")
+    cfg_file = path / CONFIG_NAME
+    doc = json.loads(cfg_file.read_text())
+    cfg_file.write_text(json.dumps({**doc, "config": {**doc["config"], "num_heads": 2}}))
+    with pytest.raises(CheckpointError, match="was changed after the checkpoint was saved"):
+        load_generator(path)
+    save_generator(gen, path)  # a fresh save replaces the pair as one unit
+    other = save_generator(_gen(seed=1), tmp_path / "other")
+    (path / WEIGHTS_NAME).write_bytes((other / WEIGHTS_NAME).read_bytes())
+    with pytest.raises(CheckpointError, match="sha256 differs"):
+        load_generator(path)
+    assert not [p.name for p in path.iterdir() if p.name.startswith(".")]  # no staging leftovers
+
+
+def test_hub_mixin_saves_the_same_folder(tmp_path):
+    gen = _gen()
+    MuNGCheckpoint(gen, {"note": "hub"}).save_pretrained(tmp_path / "hub")
+    assert is_generator(tmp_path / "hub") and read_metadata(tmp_path / "hub") == {"note": "hub"}
+    back = MuNGCheckpoint.from_pretrained(str(tmp_path / "hub"), host=tiny_llava(hidden=32))
+    assert back.metadata == {"note": "hub"}
+    for k, v in gen.state_dict().items():
+        assert torch.equal(v, back.generator.state_dict()[k])
+
+
+def test_earlier_file_pair_is_converted_with_identical_weights(tmp_path):
+    from safetensors.torch import save_file
+
+    gen = _gen()
+    state = {k: v.detach().contiguous() for k, v in gen.state_dict().items()}
+    save_file(state, str(tmp_path / "old.safetensors"), metadata={"format": "pt", "kind": "mung-generator"})
+    (tmp_path / "old.json").write_text(json.dumps({"kind": "mung-generator", "config": gen.config.to_dict(),
+                                                   "num_parameters": gen.num_parameters(),
+                                                   "metadata": {"command": "python -m pini_core mung train"}}))
+    with pytest.raises(CheckpointError, match="earlier file-pair format.*mung convert --old"):
+        load_generator(tmp_path / "old")
+    out = convert_legacy(tmp_path / "old", tmp_path / "new")
+    meta = read_metadata(out)
+    assert meta["command"] == "python -m pini_core mung train"
+    assert meta["converted_from"]["weights_sha256"] == hashlib.sha256(
+        (tmp_path / "old.safetensors").read_bytes()).hexdigest()
+    loaded = load_generator(out)
+    assert all(torch.equal(state[k], loaded.state_dict()[k]) for k in state)
 
 
 def test_share_of_real_hosts_from_meta_configs():

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from pini_core.mung.checkpoint import load_generator
+from pini_core.mung.checkpoint import CONFIG_NAME, WEIGHTS_NAME, load_generator
 from pini_core.mung.cli import DEFAULT_GENERATOR, TEST_SEED, accuracy
 from pini_core.mung.injector import MuNGInjector
 from pini_core.mung.toy_mllm import DEFAULT_DIR, load_toy_mllm
@@ -25,8 +25,14 @@ def test_shipped_files_are_small_safetensors_and_json():
     assert {p.suffix for p in files} <= {".safetensors", ".json"}
     meta = json.loads((DEFAULT_DIR / "meta.json").read_text())
     assert meta["command"].startswith("python -m pini_core mung train --stage host")
-    gmeta = json.loads(Path(str(DEFAULT_GENERATOR) + ".json").read_text())["metadata"]
+    gdoc = json.loads((Path(DEFAULT_GENERATOR) / CONFIG_NAME).read_text())
+    gmeta = gdoc["metadata"]
     assert gmeta["command"].startswith("python -m pini_core mung train --stage generator")
+    # the one checkpoint format (as PiNI's): versioned, weights and config pinned by sha256
+    assert gdoc["format"] == "mung-generator/1" and len(gdoc["weights_sha256"]) == len(gdoc["config_sha256"]) == 64
+    assert sorted(p.name for p in Path(DEFAULT_GENERATOR).iterdir()) == [CONFIG_NAME, WEIGHTS_NAME]
+    # converted from the earlier file pair with identical weights (checked at conversion)
+    assert gmeta["converted_from"]["files"] == ["generator.safetensors", "generator.json"]
 
 
 def test_shipped_host_answers_held_out_source_questions():

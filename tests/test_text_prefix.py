@@ -214,12 +214,16 @@ def test_fallback_when_prefix_ids_differ_and_global_switch():
 
 def test_group_lengths_minimises_padding():
     lengths = [1] * 10 + [2] * 5 + [3] * 1 + [9] * 1
-    assert text_prefix.group_lengths(lengths, max_groups=1) == [(1, 9)]
+    assert text_prefix.group_lengths(lengths, max_groups=1, group_cost=0) == [(1, 9)]
     # 2 groups: {1,2},{3,9}: 15*2 + 2*9 = 48 tokens (vs {1,2,3},{9}: 57; {1},{2,3,9}: 73)
-    assert text_prefix.group_lengths(lengths, max_groups=2) == [(1, 2), (3, 9)]
+    assert text_prefix.group_lengths(lengths, max_groups=2, group_cost=0) == [(1, 2), (3, 9)]
     # 3 groups: {1},{2,3},{9}: 10 + 6*3 + 9 = 37 tokens (vs {1},{2},{3,9}: 38; {1,2},{3},{9}: 42)
-    assert text_prefix.group_lengths(lengths, max_groups=3) == [(1, 1), (2, 3), (9, 9)]
+    assert text_prefix.group_lengths(lengths, max_groups=3, group_cost=0) == [(1, 1), (2, 3), (9, 9)]
     assert text_prefix.group_lengths([4, 4, 4], max_groups=4) == [(4, 4)]
+    # a group costs group_cost tokens: 3 groups (37 + 3*8 = 61) beat 2 (48 + 16 = 64) at cost 8,
+    # but not at cost 12 (73 vs 72)
+    assert len(text_prefix.group_lengths(lengths, max_groups=4, group_cost=8)) == 3
+    assert len(text_prefix.group_lengths(lengths, max_groups=4, group_cost=12)) == 2
 
 
 def test_token_counts():

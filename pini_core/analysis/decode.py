@@ -46,7 +46,9 @@ def decode_prompt_noise(model: PiNIModel, n_draws: int = 100, k: int = 5, seed: 
                         include_placeholders: bool = False, mode: str = "sample") -> List[Dict]:
     """Table 8 for the model's prompt noise. One row per template position:
     {"position", "token" (the template's own word), "words": [(word, count), ...] (k most frequent)}.
-    mode="mean" decodes eps = 0 (mu only)."""
+    mode="mean" decodes eps = 0 (mu only). The noisy prompts are the model's own
+    (`PiNIModel.prompt_noise`, the injection training uses), read at `prompt_span()`.
+    Raises DecodeError (a ConfigError) without prompt-level text noise or for n_draws/k < 1."""
     if model.noise_cfg.text_location != "prompt":
         raise DecodeError("Table 8 decodes noise added to prompt word embeddings; this model's text noise is at "
                           f"{model.noise_cfg.text_location!r}. Train with --text-location prompt.")

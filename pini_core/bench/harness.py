@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 from pini_core.backbone import BackboneSpec, weights_identity
 from pini_core.experiment import PRESETS as RECIPE_PRESETS
 from pini_core.experiment import ExperimentConfig, preset_config
-from pini_core.methods import list_methods
+from pini_core.methods import get_method_spec, list_methods
 from .results import ResultsFile, config_hash
 
 PROTOCOL_VERSION = 1
@@ -197,12 +197,16 @@ class Benchmark:
         elif self.cfg.profile == "quick":
             epochs = max(1, math.ceil(r.epochs * QUICK_FACTOR))
         views = r.aug_views if method in ("tip_adapter", "tip_adapter_f") or r.aug_views == 0 else self.cfg.aug_views
-        recipe = dc.replace(r, epochs=epochs, augment=self.cfg.augment and r.augment, aug_views=views,
-                            precision=self.cfg.precision, eval_every=0)
-        changes = {"recipe": recipe, "data": dc.replace(cfg.data, root=self.cfg.data_root)}
+        changes = {"data": dc.replace(cfg.data, root=self.cfg.data_root)}
+        # the recipe matters to gradient-trained methods; Tip-Adapter's cache only reads its augmentation
+        if get_method_spec(method).training == "gradient":
+            changes["recipe"] = dc.replace(r, epochs=epochs, augment=self.cfg.augment and r.augment, aug_views=views,
+                                           precision=self.cfg.precision)
+        elif method == "tip_adapter":
+            changes["recipe"] = dc.replace(r, augment=self.cfg.augment and r.augment)
         if method == "pini" and self.cfg.pini_noise:
             changes["noise"] = NoiseConfig.from_dict({**cfg.noise.to_dict(), **self.cfg.pini_noise})
-        if self.cfg.eval_mode is not None:
+        if self.cfg.eval_mode is not None and method == "pini":
             changes["eval"] = dc.replace(cfg.eval, mode=self.cfg.eval_mode)
         if method in ("zeroshot", "tip_adapter", "tip_adapter_f") and self.cfg.zeroshot_ensemble:
             changes["options"] = {"ensemble": True}

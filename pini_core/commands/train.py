@@ -148,11 +148,8 @@ def run(args) -> int:
     cfg = config_from_args(args)
     _check_out(args)
     command = "python -m pini_core " + " ".join(sys.argv[1:]) if sys.argv[0].endswith("__main__.py") else ""
-    print(f"{cfg.method} on {cfg.data.dataset}: {cfg.shots} shots, seed {cfg.seed}, preset {cfg.preset}; "
-          f"noise {cfg.noise.describe()}; recipe {cfg.recipe.optimizer} lr {cfg.recipe.lr:g}, "
-          f"{cfg.recipe.epochs} epochs; backbone {cfg.backbone}")
     res = run_experiment(cfg, out_dir=args.out, checkpoint_dir=args.checkpoint_out,
-                         provenance={"command": command})
+                         provenance={"command": command}, on_ready=lambda line: print(line, flush=True))
     if res.reason:
         print(f"note: {res.reason}", file=sys.stderr)
     print(json.dumps(res.metrics, indent=2))

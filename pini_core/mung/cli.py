@@ -78,7 +78,7 @@ def accuracy(bundle, items, injector=None, seed=0) -> float:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    sub = parser.add_subparsers(dest="mung_command", required=True, metavar="{train,answer,eval}")
+    sub = parser.add_subparsers(dest="mung_command", required=True, metavar="{train,answer,eval,convert}")
     t = sub.add_parser("train", help="train the toy host (--stage host) or a MuNG generator (--stage generator)",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     t.add_argument("--stage", choices=["host", "generator"], default="generator",
@@ -110,14 +110,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     t.add_argument("--cpu", action="store_true", help="train on CPU even when a GPU is present")
-    t.add_argument("--out", default=None, help="output: host folder, or generator path without suffix")
+    t.add_argument("--out", default=None, help="output: host folder, or generator checkpoint folder")
 
     a = sub.add_parser("answer", help="answer a question about an image, with and without MuNG noise",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     a.add_argument("--image", required=True, help="image file (RGB; resized to the host's input size)")
     a.add_argument("--question", required=True)
     a.add_argument("--host", default=str(DEFAULT_DIR))
-    a.add_argument("--generator", default=str(DEFAULT_GENERATOR), help="generator path (without suffix)")
+    a.add_argument("--generator", default=str(DEFAULT_GENERATOR), help="generator checkpoint folder")
     a.add_argument("--mode", choices=["sample", "mean"], default="sample",
                    help="sample: draw eps (as at training); mean: eps = 0")
     a.add_argument("--seed", type=int, default=0, help="seed of the noise draw")
@@ -129,6 +129,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     e.add_argument("--host", default=str(DEFAULT_DIR))
     e.add_argument("--generator", default=str(DEFAULT_GENERATOR))
     e.add_argument("--seed", type=int, default=0)
+
+    c = sub.add_parser("convert", help="rewrite a generator saved as a file pair (NAME.safetensors + NAME.json, "
+                                       "before mung-generator/1) as a checkpoint folder; weights unchanged",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    c.add_argument("--old", required=True, help="the old generator path (without suffix)")
+    c.add_argument("--out", required=True, help="the checkpoint folder to write")
 
 
 def _run_train(args) -> int:
@@ -218,6 +224,14 @@ def run(args) -> int:
             noisy = bundle.answer([img], [args.question], injector=inj)[0]
         inj.detach()
         print(json.dumps({"question": args.question, "answer_without_mung": plain, "answer_with_mung": noisy}))
+        return 0
+    if args.mung_command == "convert":
+        from .checkpoint import convert_legacy, read_generator
+
+        out = convert_legacy(args.old, args.out)
+        doc, _ = read_generator(out)
+        print(json.dumps({"converted": str(args.old), "to": str(out), "format": doc["format"],
+                          "weights_sha256": doc["weights_sha256"], "config_sha256": doc["config_sha256"]}))
         return 0
     if args.mung_command == "eval":
         bundle = load_host(args.host)

@@ -193,7 +193,9 @@ def explain(bundle, injector: MuNGInjector, image, question: str, *, seed: int =
     else:
         tid = bundle.tokenizer.token_to_id(target)
         if tid is None:
-            raise ValueError(f"target {target!r} is not a word of the host's vocabulary")
+            from .toy_mllm import QuestionError
+
+            raise QuestionError(f"target {target!r} is not a word of the host's vocabulary")
     per_token, mean = attention_maps(rec, 0)
     tokens = [bundle.tokenizer.id_to_token(int(t)) for t in rec.text_ids[0]]
     rb, ra = relevance_maps(injector, batch, torch.tensor([tid]), seed=seed, method=method, n_steps=n_steps)

@@ -32,8 +32,8 @@ simple, shape-centred target while they find each other. (Observed, not ablated 
 length: runs without it, 500-700 steps, ended at 7-12 % shape accuracy; a 1500-step run
 with it went from 14 % at step 200 to 41 % at step 1200.)
 
-Output (open_clip "local-dir" format, loadable with
-`open_clip.create_model("local-dir:checkpoints/toyclip")`):
+Output (open_clip "local-dir" format; pini_core loads it with `load_backbone("embedded")`, or
+`load_backbone("local-dir:PATH")` for another folder):
   open_clip_config.json        {"model_cfg": ..., "preprocess_cfg": ...}
   open_clip_model.safetensors  weights stored in fp16 (open_clip casts them to fp32 on load)
   pini_meta.json               seed, steps, time, command, zero-shot accuracies

@@ -1,0 +1,188 @@
+"""One spine: an experiment config, a method registry and `pini_core.run(config)`.
+
+The CLI, the app's Train tab and a benchmark cell only translate their inputs into an
+`ExperimentConfig`; the same config and seed through any of them give bit-identical weights."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from pini_core.errors import ConfigError
+from pini_core.experiment import ExperimentConfig, Recipe, preset_config
+
+TASK, SHOTS, EPOCHS, LR, SEED = "toy-clutter", 2, 3, 0.02, 1
+
+
+def test_config_round_trips_through_json_and_refuses_unknown_keys():
+    cfg = preset_config("authors", method="pini", shots=4, dataset="oxford_pets", seed=3)
+    again = ExperimentConfig.from_json(cfg.to_json())
+    assert again == cfg and again.recipe.adam_betas == (0.9, 0.999) and again.noise.ca_scale is False
+    d = json.loads(cfg.to_json())
+    d["recipe"]["learning_rate"] = 1.0
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) in recipe: \['learning_rate'\]"):
+        ExperimentConfig.from_dict(d)
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) in experiment config: \['epochs'\]"):
+        ExperimentConfig.from_dict({"epochs": 3})
+    with pytest.raises(ConfigError, match="experiment config must be a JSON object, got list"):
+        ExperimentConfig.from_json("[]")
+    with pytest.raises(ConfigError, match="unknown key"):
+        ExperimentConfig.from_dict({"noise": {"colour": "red"}})
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"shots": -3}, "shots must be between 1 and"),
+    ({"shots": 0}, "shots must be between 1 and"),
+    ({"seed": 10 ** 30}, "seed must be between 0 and 4294967295"),
+    ({"recipe": Recipe(lr=0.0)}, "learning rate must be > 0"),
+    ({"recipe": Recipe(epochs=0)}, "epochs must be between 1"),
+    ({"recipe": Recipe(optimizer="adam")}, "optimizer must be one of"),
+    ({"method": "prograd"}, "unknown method 'prograd'"),
+])
+def test_every_setting_is_checked_before_any_work(change, message):
+    with pytest.raises(ConfigError, match=message):
+        preset_config("toy").replace(**change).validate()
+
+
+def test_presets_differ_where_their_sources_do():
+    paper, authors, toy = (preset_config(p, dataset="oxford_pets") for p in ("paper", "authors", "toy"))
+    assert (paper.recipe.lr, paper.recipe.epochs, paper.noise.ca_scale, paper.eval.mode) == (2e-3, 200, True, "mean")
+    assert (authors.recipe.lr, authors.recipe.epochs, authors.noise.ca_scale, authors.eval.mode) == (
+        1e-3, 100, False, "single")
+    assert authors.recipe.views() == 100 and authors.recipe.drop_last  # a fresh view each epoch, Dassl batches
+    assert (toy.recipe.lr, toy.recipe.epochs, toy.recipe.augment) == (0.02, 100, False)
+    assert preset_config("paper", dataset="imagenet").recipe.epochs == 100
+    # baselines keep their reference recipes under every preset
+    assert preset_config("toy", method="coop", shots=1).recipe == preset_config("paper", method="coop", shots=1).recipe
+
+
+def test_registry_builds_every_method_through_one_protocol():
+    from pini_core.backbone import load_backbone
+    from pini_core.methods import Method, MethodContext, build_method, list_methods
+    from pini_core.runner import fewshot, open_dataset
+
+    bb = load_backbone("embedded", device="cpu")
+    cfg = preset_config("toy", shots=1)
+    data = fewshot(open_dataset(cfg), 1, 1)
+    feats = torch.randn(3, bb.embed_dim)
+    for name in list_methods():
+        ctx = MethodContext(bb, data, cfg.replace(method=name), encode=lambda d, **kw: torch.randn(
+            kw.get("views", 1), len(d), bb.embed_dim).squeeze(0))
+        m = build_method(ctx)
+        assert isinstance(m, Method), name
+        if name == "linear_probe":
+            continue  # predicts only after its closed-form fit
+        logits = m.predict({"features": feats}, mode="mean", draws=2, generator=torch.Generator().manual_seed(0))
+        assert logits.shape == (3, len(data.classnames)), name
+    with pytest.raises(ConfigError, match=r"method 'coop' takes no option\(s\) \['ensemble'\]"):
+        build_method(MethodContext(bb, data, cfg.replace(method="coop", options={"ensemble": True}), encode=None))
+
+
+def _cli_weights(cfg: ExperimentConfig, tmp_path: Path) -> dict:
+    from pini_core.cli import main
+
+    path = tmp_path / "experiment.json"
+    path.write_text(cfg.to_json())
+    assert main(["train", "--config", str(path), "--out", str(tmp_path / "cli")]) == 0
+    saved = json.loads((tmp_path / "cli" / "checkpoint" / "pini_config.json").read_text())
+    assert ExperimentConfig.from_dict(saved["experiment"]) == cfg  # the config travels with the checkpoint
+    record = json.loads((tmp_path / "cli" / "result.json").read_text())
+    assert ExperimentConfig.from_dict(record["config"]) == cfg  # ... and with every result row
+    return load_file(str(tmp_path / "cli" / "checkpoint" / "pini_generators.safetensors"))
+
+
+def _bench_weights(cfg_expected: ExperimentConfig, tmp_path: Path, monkeypatch) -> dict:
+    import pini_core.runner as runner
+    from pini_core.backbone import BackboneSpec
+    from pini_core.bench.harness import Benchmark, BenchConfig
+
+    bench = Benchmark(BenchConfig(methods=["pini"], datasets=[TASK], shots=[SHOTS], seeds=[SEED],
+                                  backbones=[BackboneSpec("embedded", "embedded")], out_dir=str(tmp_path / "bench"),
+                                  recipe="toy", epochs=EPOCHS, augment=False, progress=False))
+    (cell,) = bench.plan()
+    assert bench.cell_experiment(cell) == cfg_expected
+    seen = {}
+    real = runner.run
+
+    def spy(config, **kw):
+        res = real(config, **kw)
+        seen["state"] = {k: v.detach().cpu().clone() for k, v in res.method.state_dict().items()}
+        return res
+
+    monkeypatch.setattr(runner, "run", spy)
+    bench.run()
+    assert bench.results.load()[0]["settings"]["experiment"]["method"] == "pini"
+    return seen["state"]
+
+
+def _app_weights(cfg_expected: ExperimentConfig, tmp_path: Path) -> dict:
+    pytest.importorskip("gradio_client")
+    from gradio_client import Client
+
+    from demo.tab_train import TEXT, VISUAL, experiment_from_inputs
+    from tests.app_server import running_app
+
+    vis, txt = next(iter(k for k in VISUAL if "cross-attention" in k)), next(k for k in TEXT if "learnable" in k)
+    assert experiment_from_inputs(TASK, SHOTS, EPOCHS, LR, SEED, vis, txt, "embedded") == cfg_expected
+    with running_app("embedded") as url:
+        job = Client(url, verbose=False).submit(TASK, None, SHOTS, EPOCHS, LR, SEED, vis, txt, api_name="/train")
+        final = job.result()
+    files = [Path(f) for f in final[3]]
+    (weights,) = [f for f in files if f.suffix == ".safetensors"]
+    return load_file(str(weights))
+
+
+def test_one_config_through_cli_app_and_bench_gives_identical_weights(tmp_path, monkeypatch):
+    cfg = preset_config("toy", shots=SHOTS, dataset=TASK, seed=SEED)
+    cfg = cfg.replace(recipe=cfg.recipe.__class__(**{**cfg.recipe.to_dict(), "epochs": EPOCHS}))
+    runs = {"cli": _cli_weights(cfg, tmp_path), "bench": _bench_weights(cfg, tmp_path, monkeypatch),
+            "app": _app_weights(cfg, tmp_path)}
+    ref = runs["cli"]
+    assert ref and any(v.abs().sum() > 0 for v in ref.values())
+    for name, state in runs.items():
+        assert sorted(state) == sorted(ref), name
+        for k, v in ref.items():
+            assert torch.equal(state[k].cpu(), v), f"{name}: {k} differs"
+
+
+def test_ctrl_c_keeps_the_last_finished_epoch(monkeypatch):
+    """A KeyboardInterrupt in the middle of epoch 3 keeps the weights epoch 2 ended with."""
+    from pini_core.backbone import load_backbone
+    from pini_core.runner import run
+
+    bb = load_backbone("embedded", device="cpu")
+    cfg = preset_config("toy", shots=4, dataset=TASK).replace(recipe=Recipe(epochs=5, lr=0.02, augment=False,
+                                                                            batch_size=8, eval_every=0))
+    snapshots, calls = {}, {"n": 0}
+
+    def on_epoch(row):
+        snapshots[row["epoch"]] = {k: v.clone() for k, v in holder["m"].state_dict().items()}
+
+    holder = {}
+    import pini_core.methods as methods
+
+    real_build = methods.build_method
+
+    def build(ctx):
+        m = real_build(ctx)
+        holder["m"] = m
+        real_loss = m.compute_loss
+
+        def loss(inputs, labels):
+            calls["n"] += 1
+            if calls["n"] == 2 * 5 + 2:  # 5 steps per epoch (40 images, batch 8): 2nd step of epoch 3
+                raise KeyboardInterrupt
+            return real_loss(inputs, labels)
+        m.compute_loss = loss
+        return m
+
+    import pini_core.runner as runner
+
+    monkeypatch.setattr(runner, "build_method", build)
+    res = run(cfg, backbone=bb, progress=False, evaluate_test=False, on_epoch=on_epoch)
+    assert res.stopped and "Ctrl-C" in res.reason and len(res.history) == 2
+    for k, v in snapshots[2].items():
+        assert torch.equal(res.method.state_dict()[k], v), k
