@@ -53,6 +53,11 @@ def scrub_paths(message: str) -> str:
 
     def repl(m: "re.Match[str]") -> str:
         text = m.group(0)
+        tail = len(text) - len(text.rstrip(":;,.)]"))  # punctuation after the path stays
+        text, end = (text[:-tail], text[-tail:]) if tail else (text, "")
+        return _shown(text) + end
+
+    def _shown(text: str) -> str:
         for root, skip in roots:
             if text == root or text.startswith(root + "/"):
                 rest = [p for p in text[len(root):].split("/") if p]
@@ -60,6 +65,8 @@ def scrub_paths(message: str) -> str:
                     skip = 4  # a zip being unpacked: <run>/<session>/.unpack-*/d/...
                 if skip >= 0 and len(rest) > skip:
                     return "/".join(rest[skip:])
+                if skip >= 0 and rest and (skip == 1 or rest[0].startswith("run-")):
+                    return "your upload"  # the folder an upload was unpacked / stored in
                 return rest[-1] if rest else "(a server folder)"
         return "(a server path)"
 

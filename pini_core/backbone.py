@@ -472,6 +472,15 @@ def load_backbone(name: str = "embedded", pretrained: Optional[str] = None, *, d
     model_cfg: an open_clip model config dict to build `name` from (tiny test models,
     new architectures); registered with open_clip under `name` first. Then `pretrained`
     may be None for a random init, which is only allowed with an explicit model_cfg.
+    pretrained may be a local file: .safetensors, a tensor-only .pt/.bin, or a TorchScript
+    archive such as OpenAI's original CLIP .pt (see :func:`_from_weights_file`).
+    timeout: seconds a download may take. Before it, ONE request checks that the hub
+    answers (at most min(HUB_PROBE_TIMEOUT = 5 s, timeout)), so an offline machine, or a
+    network that accepts connections and never answers, fails about 6 s after it starts
+    fetching weights that are not cached; a download that starts and stalls fails after
+    `timeout` s more (default 20: under 30 s in all).
+    Raises :class:`BackboneError` (a :class:`pini_core.errors.ModelLoadError`) with one line
+    saying what to do for every failure the user can fix.
     """
     import open_clip
 
@@ -503,7 +512,10 @@ def load_backbone(name: str = "embedded", pretrained: Optional[str] = None, *, d
         path = Path(name[len("local-dir:"):])
         if not (path / "open_clip_config.json").exists():
             raise BackboneError(f"{path} is not an open_clip model directory: open_clip_config.json is missing.")
-        model, train_preprocess, preprocess = build()
+        try:
+            model, train_preprocess, preprocess = build()
+        except Exception as e:  # a damaged config or weights file in the folder
+            raise BackboneError(f"Could not load the open_clip model directory {path}: {_load_error_text(e)}") from e
     elif name.startswith("hf-hub:"):
         model, train_preprocess, preprocess = _create_with_timeout(build, timeout, name, cache_dir)
     else:

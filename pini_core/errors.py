@@ -43,7 +43,11 @@ class UnsafePathError(PiniError, PermissionError):
     """A path or hub repository that this context is not allowed to open."""
 
 
-class PromptTooLongError(DataError):
+class PromptError(ConfigError):
+    """Class prompts cannot be built from the given template and class names."""
+
+
+class PromptTooLongError(PromptError, DataError):
     """A class name makes a prompt longer than the text encoder's context (checked once,
     before any work, by :func:`pini_core.data.templates.check_prompt_lengths`)."""
 

@@ -22,11 +22,7 @@ from .objective import pi_noise_bound
 MODES = ("single", "mean", "average")
 
 
-from pini_core.errors import ConfigError  # noqa: E402  (one error hierarchy, issue 12)
-
-
-class PromptError(ConfigError, ValueError):
-    pass
+from pini_core.errors import PromptError  # noqa: E402,F401  (one error hierarchy, issue 12; re-exported)
 
 
 @dataclass

@@ -211,6 +211,8 @@ def run(config: ExperimentConfig, *, out_dir: Optional[str] = None, checkpoint_d
                   val_data=data.val if r.eval_every else None, out_dir=str(out) if out else None,
                   on_epoch=on_epoch, stop_event=stop_event, progress=progress, encode=encode)
         result.history, result.stopped, result.reason = res.history, res.stopped, res.reason
+        if res.processes > 1:
+            ctx.info.update(processes=res.processes, rank_checksums=res.rank_checksums)
         ctx.info["epochs_run"] = len(res.history)
         ctx.info["final_loss"] = res.history[-1]["loss"] if res.history else None
     elif spec.fit is not None:  # closed form: fitted on cached features (the keys of Tip-Adapter need none)
@@ -225,15 +227,25 @@ def run(config: ExperimentConfig, *, out_dir: Optional[str] = None, checkpoint_d
     if result.history:
         base["last_loss"] = result.history[-1]["loss"]
     result.metrics = dict(base)
-    can_save = config.method == "pini" and result.history and (out is not None or checkpoint_dir)
+    main = _is_main_process()
+    can_save = main and config.method == "pini" and result.history and (out is not None or checkpoint_dir)
     if can_save:
         result.checkpoint = Path(checkpoint_dir) if checkpoint_dir else out / "checkpoint"
         _save(method, result, config, splits, provenance)
+    elif main and result.history and out is not None:  # other trained methods: their weights, as safetensors
+        from safetensors.torch import save_file
+
+        from . import atomic
+
+        out.mkdir(parents=True, exist_ok=True)
+        with atomic.atomic_path(out / "weights.safetensors") as tmp:
+            save_file({k: v.detach().contiguous().cpu() for k, v in method.state_dict().items()}, tmp,
+                      metadata={"experiment": config.to_json()})
     if evaluate_test:
         result.metrics.update(evaluate_result(method, backbone, splits, config, encode, test_limit=test_limit))
         if can_save:
             _save(method, result, config, splits, provenance)
-    if out is not None:
+    if out is not None and main:
         from . import atomic
 
         out.mkdir(parents=True, exist_ok=True)
@@ -250,3 +262,9 @@ def _save(method, result: Result, config: ExperimentConfig, splits, provenance) 
     extra.update(provenance or {})
     save_pini(method, result.checkpoint, result.metrics, extra=extra)
 
+
+def _is_main_process() -> bool:
+    """True except on the non-main processes of an `accelerate launch` (they write nothing)."""
+    import os
+
+    return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0")) or 0) == 0

@@ -45,6 +45,8 @@ class TrainResult:
     reason: str = ""  # why training ended early ("" when it ran all epochs)
     seconds: float = 0.0
     cached: bool = False
+    processes: int = 1  # accelerate processes that trained together
+    rank_checksums: List[float] = field(default_factory=list)  # one weight checksum per process (all equal)
 
 
 class _LossModule(nn.Module):
@@ -228,6 +230,8 @@ def fit(method: nn.Module, backbone: Backbone, train_data: Sequence, recipe: Rec
                 opt.zero_grad(set_to_none=True)
                 acc.backward(loss)
                 opt.step()
+                if acc.num_processes > 1:  # log the global batch's loss, not this process's share
+                    loss = acc.reduce(loss.detach(), reduction="mean")
                 total += loss.item() * y.shape[0]
                 count += y.shape[0]
                 step += 1
@@ -268,6 +272,15 @@ def fit(method: nn.Module, backbone: Backbone, train_data: Sequence, recipe: Rec
     finally:
         bar.close()
     result.seconds = time.time() - t0
+    result.processes = acc.num_processes
+    if acc.num_processes > 1:  # DDP keeps the replicas equal; check it, do not assume it
+        acc.wait_for_everyone()
+        total = sum(float(v.double().sum()) + float(v.double().abs().sum())
+                    for v in method.state_dict().values() if v.is_floating_point())
+        sums = acc.gather(torch.tensor([total], dtype=torch.float64, device=acc.device)).cpu().tolist()
+        result.rank_checksums = sums
+        if len(set(sums)) != 1:
+            raise TrainingError(f"the {acc.num_processes} processes ended with different weights (checksums {sums})")
     if result.reason:
         _append_jsonl(log, {"event": "stopped", "reason": result.reason})
     return result

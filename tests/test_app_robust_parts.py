@@ -164,6 +164,10 @@ def test_scrub_paths_keeps_the_users_names_only():
            f"{Path(backbones.__file__).resolve().parent.parent}/checkpoints/toyclip/open_clip_config.json")
     out = scrub_paths(msg)
     assert out == ("dog/broken img.png: not an image; cat/1.png; my photo.png; open_clip_config.json")
+    root = f"{APP_TMP}/run-1-ab12/0123456789abcdef/data-ff"
+    assert scrub_paths(f"{root}: found 1 class folder(s)") == "your upload: found 1 class folder(s)"
+    assert scrub_paths(f"see {APP_TMP}/photos/cat.png") == "see cat.png"
+    assert scrub_paths("/tmp/gradio/3f2a") == "your upload"
 
 
 def test_friendly_shows_pini_errors_and_hides_everything_else(caplog):

@@ -134,6 +134,25 @@ def test_a_broken_image_in_a_zip_is_named_as_in_the_zip(served, tmp_path):
     no_server_path(str(e.value))
 
 
+# ----- item 15 through the MuNG tab -------------------------------------------------------
+def test_mung_tab_refuses_the_image_placeholder_and_names_unknown_words(served):
+    from demo.tab_mung import _examples, _shipped_mung
+
+    _, url = served
+    c = client(url)
+    if not _shipped_mung():  # no MuNG endpoint in an installation without the shipped generator
+        assert "/mung" not in c.view_api(return_format="dict", print_info=False)["named_endpoints"]
+        return
+    name = _examples()[0][0]
+    with pytest.raises(AppError) as e:
+        c.predict(name, None, "what is <image> ?", 0, api_name="/mung")
+    assert str(e.value).startswith("The question contains '<image>', which the model reserves")
+    with pytest.raises(AppError) as e:
+        c.predict(name, None, "what shape is it?", 0, api_name="/mung")
+    assert str(e.value).startswith("The toy model does not know the word 'it' in the question 'what shape is it?'")
+    no_server_path(str(e.value))
+
+
 # ----- item 6 ---------------------------------------------------------------------------
 def _sessions(app) -> set:
     root = app.scratch.root
@@ -201,3 +220,4 @@ def test_app_py_cleans_up_on_sigterm(tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+

@@ -171,3 +171,19 @@ def test_data_check_fails_on_an_empty_split(tmp_path, capsys):
     captured = capsys.readouterr()
     assert "sizes     train 4, val 2, test 0" in captured.out
     assert "error: the test split is empty: nothing to test on" in captured.err
+
+
+def test_check_split_images_reports_every_split_at_once(tmp_path):
+    from pini_core.data.imagefolder import check_split_images
+
+    bad = _break_four(_tree(tmp_path / "t"))
+    s = get_dataset("imagefolder", root=str(tmp_path / "t"))
+    with pytest.raises(DataError, match=r"^4 of 16 images of t cannot be used: .*Fix or remove these files"):
+        check_split_images(s, "raise")
+    clean, broken = check_split_images(s, "skip")
+    assert sorted(os.path.basename(f) for f, _ in broken) == bad
+    assert len(clean.train) + len(clean.val) + len(clean.test) == 12
+    assert sum(clean.meta["skipped"].values()) == 4
+    assert set(clean.meta["skipped"]) == {"train", "val", "test"}
+    for part in ("train", "val", "test"):
+        assert [x for x in getattr(s, part) if x in getattr(clean, part)] == getattr(clean, part)

@@ -29,8 +29,8 @@ from typing import Dict, List, Optional
 
 PATHS = ("default", "shared", "authors")
 # Activation memory kept for the backward pass, bytes per (text token x layer x width) in
-# fp32, measured on CPU with ViT-B-16's text tower (x ~1.3 safety margin); see docs/speed.md.
-BYTES_PER_TOKEN_LAYER_WIDTH = 4 * 24
+# fp32: 52-57 measured on CPU for ViT-B-16's full text encoder (peak RSS), 72 for the\n# shared-prefix one; see docs/speed.md.
+BYTES_PER_TOKEN_LAYER_WIDTH = 72
 WORDS = ("tabby cat dog fox shark whale eagle owl hen goose snail crab lobster spider beetle ant bee moth "
          "frog newt turtle lizard snake cobra python boa viper otter seal koala llama camel zebra horse "
          "pony bison ox goat sheep pig boar hippo rhino tiger lion leopard cheetah lynx jaguar puma bear "
@@ -54,7 +54,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--paths", default=",".join(PATHS), help=f"comma-separated subset of {', '.join(PATHS)}")
     p.add_argument("--classnames", default=None,
                    help="file of class names (one per line, or CoOp's ImageNet 'n01440764 tench' lines); "
-                        "default: synthetic names of 1-4 words (+ one 11-token name when C >= 100, like ImageNet)")
+                        "default: synthetic names of 1-3 words (+ one 11-token name when C >= 100, like ImageNet)")
     p.add_argument("--mem-limit-gb", type=float, default=6.0,
                    help="skip (and extrapolate) a (path, C) whose estimated text activations exceed this")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = leave as is)")
@@ -77,15 +77,16 @@ def _parse_list(text: str, what: str, kind=int) -> list:
 
 
 def synthetic_classnames(n: int, seed: int = 0) -> List[str]:
-    """n distinct class names of 1-4 common words (1-6 BPE tokens; ImageNet's mean is ~3),
-    plus, when n >= 100, one 11-token name (the longest ImageNet class-name length that the
-    issue's 34-token prompts imply). Deterministic for a seed."""
+    """n distinct class names of 1-3 common words (mean suffix -- name + "." + EOT -- about
+    4.2 tokens, as ImageNet's ~4 200 suffix tokens at C = 1000 in issue 13), plus, when
+    n >= 100, one 11-token name (the longest prompt is then 34 tokens, as ImageNet's with
+    PiNI's 21-token prefix). Deterministic for a seed."""
     import random
 
     rng = random.Random(seed)
     names, seen = [], set()
     while len(names) < n:
-        k = rng.choice((1, 1, 1, 2, 2, 2, 3, 4))
+        k = rng.choice((1, 1, 1, 1, 2, 2, 2, 3))
         name = " ".join(rng.choice(WORDS) for _ in range(k))
         if name not in seen:
             seen.add(name)
@@ -145,25 +146,36 @@ class _AuthorsText:
         del self.bb.encode_text_embeddings
 
 
-def _time_path(model, inputs, labels, steps: int, warmup: int, bar) -> List[float]:
-    import torch
+class _Stepper:
+    """One path's training step (SGD, forward + backward + update) and its timings."""
 
-    params = [q for q in model.parameters() if q.requires_grad]
-    opt = torch.optim.SGD(params, lr=1e-3, momentum=0.9)
-    sync = torch.cuda.synchronize if model.backbone.device.type == "cuda" else (lambda: None)
-    times = []
-    for i in range(warmup + steps):
-        sync()
+    def __init__(self, model, path: str, inputs, labels):
+        import contextlib
+
+        import torch
+
+        self.model, self.path, self.inputs, self.labels = model, path, inputs, labels
+        self.opt = torch.optim.SGD([q for q in model.parameters() if q.requires_grad], lr=1e-3, momentum=0.9)
+        self.ctx = (lambda: _AuthorsText(model.backbone)) if path == "authors" else contextlib.nullcontext
+        self.times: List[float] = []
+
+    def step(self, timed: bool) -> None:
+        import torch
+
+        cuda = self.model.backbone.device.type == "cuda"
+        self.model.shared_prefix = self.path == "shared"
+        if cuda:
+            torch.cuda.synchronize()
         t = time.perf_counter()
-        loss = model.compute_loss(inputs, labels)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sync()
-        if i >= warmup:
-            times.append(time.perf_counter() - t)
-        bar.update(1)
-    return times
+        with self.ctx():
+            loss = self.model.compute_loss(self.inputs, self.labels)
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            self.opt.step()
+        if cuda:
+            torch.cuda.synchronize()
+        if timed:
+            self.times.append(time.perf_counter() - t)
 
 
 def _estimate_gb(tokens: int, bb) -> float:
@@ -226,36 +238,39 @@ def run(args) -> int:
         model = PiNIModel(bb, names, "a photo of a {}.", NoiseConfig())
         P = model.prompt_span().stop
         tokens = text_prefix.token_counts(model.token_ids, P, bb.model, model.noise_cfg.train_draws)
+        steppers = []
         for path in paths:
             n_tok = {"default": tokens["full"], "shared": tokens["shared_prefix"],
                      "authors": tokens["full_context"]}[path]
             row = {"model": label, "classes": C, "path": path, "text_tokens": n_tok, "prefix_tokens": P,
                    "batch_size": args.batch_size, "threads": torch.get_num_threads(), "device": str(bb.device),
                    "image_tower_per_step": path == "authors", "extrapolated": False}
+            rows.append(row)
             est = _estimate_gb(n_tok, bb)
             if est > args.mem_limit_gb:
                 row.update(extrapolated=True, reason=f"estimated {est:.1f} GB of text activations > "
                                                      f"--mem-limit-gb {args.mem_limit_gb:g}")
                 bar.update(args.steps + args.warmup)
-                rows.append(row)
                 continue
-            model.shared_prefix = path == "shared"
-            if path == "shared" and text_prefix.prefix_unsupported_reason(bb, model.token_ids, P):
-                row["note"] = "fell back to the full encoder: " + text_prefix.prefix_unsupported_reason(
-                    bb, model.token_ids, P)
-            inputs = {"pixels": pixels} if path == "authors" else {"features": feats}
-            if bb.device.type == "cuda":
-                torch.cuda.reset_peak_memory_stats()
-            if path == "authors":
-                with _AuthorsText(bb):
-                    times = _time_path(model, inputs, labels, args.steps, args.warmup, bar)
-            else:
-                times = _time_path(model, inputs, labels, args.steps, args.warmup, bar)
-            med = statistics.median(times)
-            row.update(s_per_step=med, steps_per_s=1.0 / med, s_per_step_all=times)
-            if bb.device.type == "cuda":
-                row["peak_gpu_gb"] = torch.cuda.max_memory_allocated() / 1e9
-            rows.append(row)
+            why = text_prefix.prefix_unsupported_reason(bb, model.token_ids, P) if path == "shared" else None
+            if why:
+                row["note"] = "fell back to the full encoder: " + why
+            steppers.append((row, _Stepper(model, path, {"pixels": pixels} if path == "authors"
+                                           else {"features": feats}, labels)))
+        # Interleaved: each round times one step of every path, so load changes on a shared
+        # machine hit all paths alike (the ratios stay fair).
+        for i in range(args.warmup + args.steps):
+            for row, st in steppers:
+                peak = i == 0 and bb.device.type == "cuda"
+                if peak:
+                    torch.cuda.reset_peak_memory_stats()
+                st.step(timed=i >= args.warmup)
+                if peak:
+                    row["peak_gpu_gb"] = torch.cuda.max_memory_allocated() / 1e9
+                bar.update(1)
+        for row, st in steppers:
+            med = statistics.median(st.times)
+            row.update(s_per_step=med, steps_per_s=1.0 / med, s_per_step_all=st.times)
         del model
     bar.close()
     _extrapolate(rows)

@@ -303,6 +303,44 @@ def check_images(data: Sequence[Datum], on_error: str = "raise", *, progress: bo
     return kept, broken
 
 
+def check_split_images(splits: DatasetSplits, on_error: str = "raise", *,
+                       parts: Sequence[str] = ("train", "val", "test"), targets: bool = True,
+                       max_workers: int = 0) -> Tuple[DatasetSplits, List[Tuple[str, str]]]:
+    """:func:`check_images` over the named splits (and the domain-generalisation targets),
+    with ONE error for all of them: returns ``(splits without the broken items, broken)``,
+    ``broken`` being ``(file, reason)`` pairs, and records per-split counts in
+    ``meta["skipped"]``. With ``on_error="raise"`` a :class:`DataError` lists the broken
+    files of every split at once. An image in several splits is decoded once."""
+    if on_error not in ON_ERROR:
+        raise ConfigError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+    named = [(p, list(getattr(splits, p))) for p in parts]
+    if targets:
+        named += [(f"target:{t}", list(d)) for t, d in splits.targets.items()]
+    seen: Dict[object, Optional[str]] = {}
+    unique = []
+    for _, data in named:
+        for item in data:
+            key = item[0] if isinstance(item[0], str) else id(item[0])
+            if key not in seen:
+                seen[key] = None
+                unique.append(item)
+    _, broken = check_images(unique, "skip", max_workers=max_workers)
+    if broken and on_error == "raise":
+        shown = "; ".join(why for _, why in broken[:10])
+        more = f" (and {len(broken) - 10} more)" if len(broken) > 10 else ""
+        raise DataError(f"{len(broken)} of {len(unique)} images of {splits.name} cannot be used: {shown}{more}. "
+                        "Fix or remove these files, or skip them (--on-broken-image skip / on_error='skip').")
+    bad = {f for f, _ in broken}
+    keep = lambda item: describe_source(item[0]) not in bad  # noqa: E731
+    counts = {name: sum(not keep(i) for i in data) for name, data in named}
+    new = {p: [i for i in data if keep(i)] for p, data in named if p in parts}
+    new_targets = {t[len("target:"):]: [i for i in data if keep(i)] for t, data in named if t.startswith("target:")}
+    meta = dict(splits.meta)
+    meta.update(skipped=counts, skipped_files=list(broken), on_error=on_error)
+    out = dataclasses.replace(splits, meta=meta, **new, **({"targets": new_targets} if targets else {}))
+    return out, broken
+
+
 def verify_splits(splits: DatasetSplits, on_error: str = "raise", *, progress: bool = False,
                   **load_kwargs) -> DatasetSplits:
     """:func:`verify_images` on every split and target; returns a new DatasetSplits whose
