@@ -322,7 +322,8 @@ def failure_message(spec: str, err: BaseException) -> str:
     what = label_for(spec)
     hint = ""
     if allowed_dirs():
-        hint = ("In this box you can also type `NAME:/path/to/weights.safetensors` or `local-dir:/path/to/open_clip_dir` "
+        hint = ("In this box you can also type `NAME:/path/to/weights.safetensors` or "
+                "`local-dir:/path/to/open_clip_dir` "
                 f"for weights inside {', '.join(allowed_dirs())}. ")
     return (f"**Could not load {scrub_paths(what)}.** {scrub_paths(str(err))}\n\n{hint}"
             "The rest of the app keeps working with the model that was loaded before "

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import logging
 import os
 import re
 import shutil
@@ -29,8 +28,6 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional
 
 from pini_core.errors import ConfigError, DataError
-
-log = logging.getLogger("pini.app")
 
 # All files the app writes live under one folder in the system temp dir, which Gradio
 # may serve (only the files the app returns are copied to Gradio's cache and served).

@@ -23,6 +23,8 @@ from typing import Any, Dict, List, Optional, Sequence
 import torch
 import torch.nn as nn
 
+from .errors import ModelLoadError
+
 EMBEDDED_NAMES = ("embedded", "pini-toyclip")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 EMBEDDED_DIR = REPO_ROOT / "checkpoints" / "toyclip"
@@ -31,9 +33,6 @@ PRECISIONS = ("fp32", "fp16", "bf16", "amp")
 # pini_core; a backbone's own preprocess config overrides it.
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
-
-
-from pini_core.errors import ModelLoadError  # noqa: E402  (one error hierarchy, issue 12)
 
 
 class BackboneError(ModelLoadError, RuntimeError):

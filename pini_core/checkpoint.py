@@ -40,7 +40,7 @@ from huggingface_hub import ModelHubMixin
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from . import __version__
+from .version import __version__
 from .backbone import EMBEDDED_NAMES, Backbone
 from .errors import CheckpointFormatError, UnsafePathError
 from .model import PiNIModel

@@ -58,3 +58,8 @@ class ArgumentError(ConfigError):
 
 class DataNotFoundError(DataError, FileNotFoundError):
     """A dataset root, image folder or listed file does not exist."""
+
+
+class UnknownNameError(DataError, KeyError):
+    """A dataset, template or other registry name that does not exist (also a KeyError, so
+    existing ``except KeyError`` code keeps working)."""

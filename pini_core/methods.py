@@ -161,6 +161,9 @@ def _clip_adapter(ctx: MethodContext):
 def _tip_cache(ctx: MethodContext, learnable: bool):
     from .baselines import TipAdapter, TipHyper
 
+    from .data.templates import check_prompt_lengths
+
+    check_prompt_lengths(ctx.backbone, ctx.data.classnames, ctx.templates)  # before encoding any image
     r = ctx.config.recipe
     views = ctx.encode(ctx.data.train, augment=r.augment, views=max(1, r.views()), seed=ctx.config.seed)
     return TipAdapter(ctx.backbone, ctx.data.classnames, ctx.templates, views, _labels(ctx.data.train),

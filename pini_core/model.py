@@ -302,6 +302,23 @@ class PiNIModel(nn.Module):
     def forward(self, inputs: Dict[str, torch.Tensor], mode: str = "mean", draws: int = 8) -> torch.Tensor:
         return self.predict(inputs, mode, draws)
 
+    def restrict_to(self, class_idx: Sequence[int]) -> "PiNIModel":
+        """The same generators over a subset of the classes (ImageNet-A/-R: 200 of 1000), as the
+        reference evaluates a class subset: prompts rebuilt over the subset, so the CA keys
+        and the shared prompt noise see only those classes. Per-class parameters (text-feature
+        LE, [C, D]) keep the subset's rows. Logits [B, len(class_idx)] in the subset's order."""
+        idx = [int(i) for i in class_idx]
+        if not idx or min(idx) < 0 or max(idx) >= self.num_classes:
+            raise ValueError(f"class indices must be in [0, {self.num_classes}), got {idx[:5]}...")
+        sub = PiNIModel(self.backbone, [self.classnames[i] for i in idx], self.template, self.noise_cfg)
+        state = self.state_dict()
+        per_class = self.noise_cfg.text_location == "feature" and self.noise_cfg.text_generator == "le"
+        if per_class:
+            state = {k: (v[idx] if k.startswith("text_gen.") else v) for k, v in state.items()}
+        sub.load_state_dict(state)
+        sub.shared_prefix = getattr(self, "shared_prefix", None)
+        return sub
+
     def config(self) -> Dict[str, Any]:
         return {"noise": self.noise_cfg.to_dict(), "classnames": self.classnames, "template": self.template,
                 "backbone": dict(self.backbone.identity)}

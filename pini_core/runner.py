@@ -25,6 +25,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import torch
 
+from .data.imagefolder import check_split_images
 from .errors import ConfigError, DataError
 from .experiment import ExperimentConfig
 from .methods import MethodContext, build_method, get_method_spec
@@ -91,10 +92,10 @@ def fewshot(splits, shots: int, seed: int):
 class _Restricted(torch.nn.Module):
     """Scores a method on a subset of its classes by masking the other logits to -1e9.
 
-    Exact for methods whose classes do not interact (zero-shot, linear probe, adapters).
-    For PiNI the cross-attention keys and the shared prompt noise span all classes, so
-    this differs from rebuilding the model over the subset as the reference does (listed
-    in docs/deviations.md)."""
+    Exact for methods whose classes do not interact (zero-shot, linear probe, CoOp's
+    per-class prompts, adapters). Methods whose classes interact (PiNI: the cross-attention
+    keys and the shared prompt noise span all classes) implement `restrict_to(class_idx)`
+    and are rebuilt over the subset instead, as the reference evaluates ImageNet-A/-R."""
 
     def __init__(self, method, class_idx: Sequence[int]):
         super().__init__()
@@ -107,6 +108,32 @@ class _Restricted(torch.nn.Module):
         mask = torch.full_like(logits, -1e9)
         mask[:, self.class_idx] = 0.0
         return logits + mask
+
+
+def restrict_method(method, class_idx: Sequence[int]):
+    """`method` evaluated on a subset of its classes: rebuilt over the subset when its
+    classes interact (`restrict_to`), masked otherwise. Returned logits are over all the
+    method's classes when masked and over the subset when rebuilt; labels must match."""
+    if hasattr(method, "restrict_to"):
+        return _Remapped(method.restrict_to(class_idx), class_idx, method)
+    return _Restricted(method, class_idx)
+
+
+class _Remapped(torch.nn.Module):
+    """A rebuilt subset model whose logits are placed back at the parent's class positions
+    (other classes at -1e9), so labels in the parent's numbering score unchanged."""
+
+    def __init__(self, sub, class_idx: Sequence[int], parent):
+        super().__init__()
+        self.inner, self.class_idx = sub, list(class_idx)
+        self.num_parent = len(parent.classnames)
+        self.needs_pixels = getattr(sub, "needs_pixels", False)
+
+    def predict(self, inputs, *, mode: str = "mean", draws: int = 8, generator=None):
+        logits = self.inner.predict(inputs, mode=mode, draws=draws, generator=generator)
+        out = torch.full((logits.shape[0], self.num_parent), -1e9, dtype=logits.dtype, device=logits.device)
+        out[:, self.class_idx] = logits
+        return out
 
 
 def _encoder(backbone, cache) -> Callable[..., torch.Tensor]:
@@ -136,7 +163,7 @@ def evaluate_result(method, backbone, splits, config: ExperimentConfig, encode, 
                                "n_test": len(test)}
     for name, data in (splits.targets or {}).items():
         restrict = (splits.meta.get("target_classes") or {}).get(name)
-        m = _Restricted(method, restrict) if restrict is not None else method
+        m = restrict_method(method, restrict) if restrict is not None else method
         tf = None if getattr(method, "needs_pixels", False) else encode(data)
         metrics[f"target_accuracy/{name}"] = evaluate(m, backbone, data, mode=mode, draws=config.eval.draws,
                                                       features=tf, seed=config.seed)["accuracy"]
@@ -192,8 +219,15 @@ def run(config: ExperimentConfig, *, out_dir: Optional[str] = None, checkpoint_d
     if spec.training != "none" and not splits.train:
         raise DataError(f"dataset {splits.name!r} has no training images")
     data = fewshot(splits, config.shots, config.seed) if spec.training != "none" else splits
+    on_error = config.data.on_broken_image
+    if spec.training != "none":  # every image training will read opens, before any training
+        data, broken = check_split_images(data, on_error, parts=("train", "val"), targets=False)
+        if not data.train:
+            raise DataError(f"no readable training image is left in {splits.name!r} after skipping {len(broken)}")
     encode = _encoder(backbone, features)
     ctx = MethodContext(backbone=backbone, data=data, config=config, encode=encode)
+    if spec.training != "none" and broken:
+        ctx.info["skipped_images"] = {"train/val": len(broken)}
     if data.meta.get("val_source"):
         ctx.info["val_source"] = data.meta["val_source"]
 
@@ -242,7 +276,15 @@ def run(config: ExperimentConfig, *, out_dir: Optional[str] = None, checkpoint_d
             save_file({k: v.detach().contiguous().cpu() for k, v in method.state_dict().items()}, tmp,
                       metadata={"experiment": config.to_json()})
     if evaluate_test:
-        result.metrics.update(evaluate_result(method, backbone, splits, config, encode, test_limit=test_limit))
+        try:
+            test_splits, broken = check_split_images(splits, on_error, parts=("test",), targets=True)
+        except DataError as e:
+            if result.checkpoint:
+                raise DataError(f"{e} The trained checkpoint is saved: {result.checkpoint}") from None
+            raise
+        if broken:
+            ctx.info.setdefault("skipped_images", {})["test"] = len(broken)
+        result.metrics.update(evaluate_result(method, backbone, test_splits, config, encode, test_limit=test_limit))
         if can_save:
             _save(method, result, config, splits, provenance)
     if out is not None and main:

@@ -47,7 +47,7 @@ from .errors import ConfigError
 log = logging.getLogger(__name__)
 
 SHARED_PREFIX: bool = True  # module-level switch; per-call `enabled=` overrides it
-MAX_GROUPS: int = 4  # at most this many suffix-length groups per call
+MAX_GROUPS: int = 8  # at most this many suffix-length groups per call
 # A group's fixed cost (its attention call, K/V concatenation, per layer) in suffix tokens:
 # another group is formed only when it saves more padded tokens than this.
 GROUP_TOKEN_COST: int = 8

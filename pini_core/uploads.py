@@ -131,11 +131,18 @@ def _split_lookup() -> Dict[str, str]:
 
 
 def _check_member(info: zipfile.ZipInfo) -> PurePosixPath:
-    """Refuse members that cannot be unpacked safely or at all; returns the relative path."""
-    rel = _safe_member_path(info.filename)  # check every member, even skipped ones
+    """Refuse members that would write outside the folder (every member, even skipped ones);
+    returns the relative path."""
+    rel = _safe_member_path(info.filename)
     if _is_symlink(info):
         raise UploadError(f"The zip contains a symbolic link {_show(info.filename)}. Refused: "
                           "please zip the image files themselves.")
+    return rel
+
+
+def _check_readable(info: zipfile.ZipInfo, rel: PurePosixPath) -> None:
+    """Refuse an image member that cannot be unpacked: encrypted, an unreadable compression,
+    a name too long for a file system."""
     if info.flag_bits & 0x1:
         raise UploadError(f"The zip member {_show(info.filename)} is encrypted (password-protected). "
                           "Please zip the images without a password.")
@@ -148,10 +155,9 @@ def _check_member(info: zipfile.ZipInfo) -> PurePosixPath:
                           "bytes. Please use shorter folder and file names.")
     for part in rel.parts:
         if len(part.encode("utf-8")) > MAX_NAME_BYTES:
-            what = "folder" if info.is_dir() or part != rel.parts[-1] else "file"
+            what = "folder" if part != rel.parts[-1] else "file"
             raise UploadError(f"The zip has a {what} name of {len(part)} characters: {_show(part)}. "
                               f"Names may have at most {MAX_NAME_BYTES} bytes; please rename it.")
-    return rel
 
 
 def _scan_zip(zf: zipfile.ZipFile, shown: str):
@@ -176,6 +182,7 @@ def _scan_zip(zf: zipfile.ZipFile, shown: str):
         if rel.suffix.lower() not in IMAGE_EXTENSIONS:
             skipped.append(info.filename)
             continue
+        _check_readable(info, rel)
         total += info.file_size
         if total > MAX_ZIP_UNCOMPRESSED:
             raise UploadError(f"The zip {shown!r} unpacks to more than {_mb(MAX_ZIP_UNCOMPRESSED)}. "

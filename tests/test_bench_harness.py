@@ -322,3 +322,36 @@ def test_augmentation_off_is_a_recorded_setting_and_reaches_the_trainer(tmp_path
     assert "train augmentation off" in cli.describe(off.cfg, off)
     assert cli.config_from_args(_args()).augment is False  # the mini preset
     assert cli.config_from_args(_args("--augment")).augment is True
+
+
+def test_tuned_protocol_chooses_the_lr_on_val_never_on_test(tmp_path, bb, datasets, monkeypatch):
+    """One lr grid for every SGD-trained method, chosen on the few-shot val split; the test
+    split is evaluated once, for the chosen lr only. Tip-Adapter-F (AdamW) keeps its recipe."""
+    import pini_core.runner as runner
+
+    grid = [1e-4, 0.3]
+    bench, _ = make(tmp_path, bb, datasets, methods=["coop", "tip_adapter_f"], seeds=[1], epochs=2,
+                    protocol="tuned", lr_grid=grid)
+    ref, _ = make(tmp_path / "ref", bb, datasets, methods=["coop"], seeds=[1], epochs=2)
+    cell = Cell("tiny", "colours", 1, 1, "coop")
+    assert bench.cell_config(cell) != ref.cell_config(cell)  # a tuned cell is its own cell
+    tests_seen = []
+    real_eval = runner.evaluate_result
+
+    def spy(method, backbone, splits, config, encode, **kw):
+        tests_seen.append(config.recipe.lr)
+        return real_eval(method, backbone, splits, config, encode, **kw)
+
+    monkeypatch.setattr(runner, "evaluate_result", spy)
+    bench.run()
+    recs = {r["method"]: r for r in bench.results.load()}
+    search = recs["coop"]["lr_search"]
+    assert set(search["val_accuracy"]) == {"0.0001", "0.3"}
+    vals = {float(k): v for k, v in search["val_accuracy"].items()}
+    assert search["chosen_lr"] == max(sorted(vals), key=lambda lr: (vals[lr], -lr))
+    assert recs["coop"]["settings"]["recipe"]["lr"] == 2e-3  # the key keeps the reference recipe + the grid
+    assert recs["coop"]["settings"]["lr_search"]["grid"] == grid
+    assert "lr_search" not in recs["tip_adapter_f"]  # AdamW: its own recipe
+    assert tests_seen == [search["chosen_lr"], 1e-3]  # test evaluated once per cell, after the choice
+    with pytest.raises(BenchError, match="protocol must be one of"):
+        make(tmp_path, bb, datasets, protocol="best")

@@ -8,8 +8,9 @@ The graph is read with `ast` from the source (nothing is imported). Edges:
   depends on the packages a and a.b (their __init__ runs first);
 - the same statements inside functions (deferred imports still make two modules depend
   on each other: a cycle hidden in a function is still a cycle), and
-- a string literal that is exactly a pini_core module name (`importlib.import_module`
-  tables such as the dataset registry's built-in loaders).
+- a string literal that is exactly the dotted name of a pini_core module
+  (`importlib.import_module` tables such as the dataset registry's built-in loaders or the
+  package's lazy top-level API).
 The module-level graph alone is checked too, since a cycle there breaks `import`."""
 from __future__ import annotations
 
@@ -71,8 +72,8 @@ def import_graph(deferred: bool = True, root: Path = ROOT, package: str = PACKAG
         tree = ast.parse(path.read_text(), str(path))
         if deferred:
             bare = {id(n.value) for n in ast.walk(tree) if isinstance(n, ast.Expr)}  # docstrings, bare strings
-            named = {n.value for n in ast.walk(tree)
-                     if isinstance(n, ast.Constant) and id(n) not in bare and n.value in modules}
+            named = {n.value for n in ast.walk(tree)  # dotted names only: "pini_core" alone is also a word
+                     if isinstance(n, ast.Constant) and id(n) not in bare and n.value in modules and "." in n.value}
             graph[mod].update(named - {mod})
         for node in (_all_imports(tree) if deferred else _module_level_imports(tree)):
             targets: List[str] = []

@@ -12,7 +12,6 @@ import torch.nn.functional as F
 from engine_fixtures import colour_data, colour_image, make_model, pixels_of, shared_backbone
 from pini_core.analysis.decode import decode_prompt_noise
 from pini_core.analysis.maps import noise_maps
-from pini_core.noise import fuse
 
 
 @pytest.fixture(scope="module")

@@ -186,3 +186,13 @@ def test_ctrl_c_keeps_the_last_finished_epoch(monkeypatch):
     assert res.stopped and "Ctrl-C" in res.reason and len(res.history) == 2
     for k, v in snapshots[2].items():
         assert torch.equal(res.method.state_dict()[k], v), k
+
+
+def test_top_level_api():
+    import pini_core
+    from pini_core import ExperimentConfig as E, NoiseConfig, PiNIModel, load_backbone, run  # noqa: F401
+
+    assert E is ExperimentConfig and run.__module__ == "pini_core.runner"
+    assert {"run", "ExperimentConfig", "NoiseConfig", "PiNIModel", "load_backbone"} <= set(dir(pini_core))
+    with pytest.raises(AttributeError, match="no attribute 'train'"):
+        pini_core.train  # noqa: B018

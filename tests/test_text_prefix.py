@@ -235,3 +235,45 @@ def test_token_counts():
     assert n["full"] == len(CLASSES) * longest
     assert n["full_context"] == len(CLASSES) * 40
     assert model.prompt_span().stop + len(CLASSES) <= n["shared_prefix"] < n["full"] // 2
+
+
+# ----------------------------------------------------------------- python -m pini_core speed
+def test_speed_command_three_paths_json_and_extrapolation(tmp_path, capsys):
+    import json
+
+    from pini_core.cli import main
+
+    out = tmp_path / "speed.json"
+    assert main(["speed", "--model", "embedded", "--classes", "3,4,40", "--steps", "1", "--warmup", "0",
+                 "--mem-limit-gb", "0.012", "--json", str(out), "--no-progress", "--device", "cpu"]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith("embedded (toy CLIP), batch 32, 3,4,40 classes")
+    rows = json.loads(out.read_text())
+    assert [(r["classes"], r["path"]) for r in rows] == [(c, p) for c in (3, 4, 40)
+                                                         for p in ("default", "shared", "authors")]
+    by = {(r["classes"], r["path"]): r for r in rows}
+    for c in (3, 4, 40):
+        assert by[c, "authors"]["text_tokens"] == c * 40  # full 40-token context of the toy CLIP
+        assert by[c, "shared"]["text_tokens"] < by[c, "default"]["text_tokens"] < by[c, "authors"]["text_tokens"]
+        assert by[c, "authors"]["image_tower_per_step"] and not by[c, "shared"]["image_tower_per_step"]
+        for p in ("default", "shared", "authors"):
+            r = by[c, p]
+            assert r["steps_per_s"] == pytest.approx(1 / r["s_per_step"]) and r["s_per_step"] > 0
+            assert r["x_vs_default"] == pytest.approx(by[c, "default"]["s_per_step"] / r["s_per_step"])
+    # 40 classes: default (~1 100 tokens) and authors (1 600) exceed the 12 MB activation budget
+    assert by[40, "default"]["extrapolated"] and by[40, "authors"]["extrapolated"]
+    assert not by[40, "shared"]["extrapolated"] and len(by[40, "shared"]["s_per_step_all"]) == 1
+    assert "--mem-limit-gb 0.012" in by[40, "default"]["reason"] and "extrapolated from C=" in text
+    assert "s_per_step_all" not in by[40, "default"]
+
+
+def test_speed_command_rejects_bad_input(capsys):
+    from pini_core.cli import main
+
+    assert main(["speed", "--model", "ViT-Nope", "--classes", "2", "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown open_clip architecture 'ViT-Nope'" in err and "random-init" not in err
+    assert main(["speed", "--model", "embedded", "--paths", "default,fast", "--device", "cpu"]) == 2
+    assert "paths must be among" in capsys.readouterr().err
+    assert main(["speed", "--model", "embedded", "--classes", "ten", "--device", "cpu"]) == 2
+    assert "--classes must be a comma-separated list" in capsys.readouterr().err

@@ -68,6 +68,13 @@ def _int_list(lo: int, hi, what: str):
     return parse
 
 
+def _floats(text: str) -> List[float]:
+    try:
+        return [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
 def _json_dict(text: str) -> dict:
     import json
 
@@ -121,6 +128,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "epochs at 1/2/4/8/16 shots, PiNI 200, Tip-Adapter-F 20) or quick (every schedule x "
                         f"{QUICK_FACTOR:g}, rounded up)")
     t.add_argument("--epochs", type=positive_int, default=None, help="override every trained method's epochs")
+    t.add_argument("--protocol", choices=["reference", "tuned"], default="reference",
+                   help="reference: each method's own recipe; tuned: one lr grid (--lr-grid) for every SGD-trained "
+                        "method, the lr chosen on the few-shot val split (never on test)")
+    t.add_argument("--lr-grid", type=_floats, default=None,
+                   help="comma-separated learning rates of the tuned protocol (default 0.001,0.003,0.01,0.03,0.1)")
     t.add_argument("--recipe", choices=list(PRESET_DOCS), default=None,
                    help="PiNI's recipe preset: " + "; ".join(f"{k}: {v}" for k, v in PRESET_DOCS.items())
                         + " (baselines always follow their reference recipes)")
@@ -164,7 +176,8 @@ def config_from_args(args) -> BenchConfig:
         profile=args.profile or p["profile"], epochs=args.epochs, device=args.device, precision=args.precision,
         eval_mode=args.eval_mode, recipe=args.recipe or p.get("recipe", "paper"), zeroshot_ensemble=args.zeroshot_ensemble, dg=args.dg, pini_noise=args.pini_noise,
         aug_views=args.aug_views, augment=p.get("augment", True) if args.augment is None else args.augment,
-        max_cells=args.max_cells, progress=not args.no_progress)
+        max_cells=args.max_cells, progress=not args.no_progress, protocol=args.protocol,
+        **({"lr_grid": args.lr_grid} if args.lr_grid else {}))
 
 
 def describe(cfg: BenchConfig, bench: Benchmark) -> str:
@@ -178,7 +191,10 @@ def describe(cfg: BenchConfig, bench: Benchmark) -> str:
     return (f"Setting: methods {', '.join(cfg.methods)}; datasets {', '.join(cfg.datasets)}; backbones "
             f"{', '.join(b.label for b in cfg.backbones)}; shots {', '.join(map(str, cfg.shots))}; seeds "
             f"{', '.join(map(str, cfg.seeds))}; PiNI recipe {cfg.recipe} ({PRESET_DOCS[cfg.recipe]}); "
-            f"profile {cfg.profile}"
+            + (f"protocol tuned: lr of every SGD-trained method chosen on the few-shot val split from "
+               f"{', '.join(f'{x:g}' for x in cfg.lr_grid)}; " if cfg.protocol == "tuned" else
+               "protocol reference: each method's own recipe; ")
+            + f"profile {cfg.profile}"
             + (f" (epochs: {ep})" if ep else "")
             + ("; train augmentation off (test transform only)" if not cfg.augment else "")
             + ". Last-epoch models; C (linear probe) and alpha/beta "

@@ -40,6 +40,8 @@ PROTOCOL_VERSION = 1
 QUICK_FACTOR = 0.5
 
 PROFILES = ("paper", "quick")
+PROTOCOLS = ("reference", "tuned")
+LR_GRID = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1)  # the tuned protocol's grid, the same for every SGD-trained method
 
 
 from pini_core.errors import PiniError  # noqa: E402  (one error hierarchy, issue 12)
@@ -76,11 +78,19 @@ class BenchConfig:
     pini_noise: Dict = field(default_factory=dict)  # NoiseConfig overrides for PiNI (Table 1 variants)
     max_cells: Optional[int] = None  # stop after this many newly finished cells
     progress: bool = True
+    # reference: every method's own recipe; tuned: the same lr grid for every SGD-trained method,
+    # the lr chosen on the few-shot val split (last-epoch val accuracy), never on test
+    protocol: str = "reference"
+    lr_grid: List[float] = field(default_factory=lambda: list(LR_GRID))
 
     def validate(self) -> None:
         unknown = [m for m in self.methods if m not in list_methods()]
         if unknown:
             raise BenchError(f"unknown method(s) {unknown}; choose from {', '.join(list_methods())}")
+        if self.protocol not in PROTOCOLS:
+            raise BenchError(f"protocol must be one of {PROTOCOLS}, got {self.protocol!r}")
+        if self.protocol == "tuned" and (not self.lr_grid or any(not lr > 0 for lr in self.lr_grid)):
+            raise BenchError(f"the tuned protocol needs a grid of positive learning rates, got {self.lr_grid}")
         if self.recipe not in RECIPE_PRESETS:
             raise BenchError(f"recipe must be one of {RECIPE_PRESETS}, got {self.recipe!r}")
         if not self.methods or not self.datasets or not self.backbones:
@@ -218,8 +228,16 @@ class Benchmark:
         exp = self.experiment(method, shots, dataset, seed).to_dict()
         for k in ("seed", "backbone", "pretrained", "device"):
             exp.pop(k)
-        return {"method": method, "recipe": exp.pop("recipe"), "experiment": exp, "protocol": PROTOCOL_VERSION,
-                "dg": self.cfg.dg}
+        s = {"method": method, "recipe": exp.pop("recipe"), "experiment": exp, "protocol": PROTOCOL_VERSION,
+             "dg": self.cfg.dg}
+        if self._tuned(method):
+            s["lr_search"] = {"grid": list(self.cfg.lr_grid), "select": "last-epoch val accuracy"}
+        return s
+
+    def _tuned(self, method: str) -> bool:
+        """Cells whose lr the tuned protocol searches: gradient-trained with SGD."""
+        return (self.cfg.protocol == "tuned" and get_method_spec(method).training == "gradient"
+                and self.experiment(method, 1, self.cfg.datasets[0]).recipe.optimizer == "sgd")
 
     def weights_id(self, label: str) -> str:
         """What the backbone's weights are, known without loading them (cached per label)."""
@@ -303,6 +321,26 @@ class Benchmark:
         spec = next(b for b in self.cfg.backbones if b.label == cell.backbone)
         return self.experiment(cell.method, cell.shots, cell.dataset, cell.seed, spec)
 
+    def _search_lr(self, config: ExperimentConfig, bb, splits):
+        """The tuned protocol: train at every lr of the grid, keep the lr with the best
+        last-epoch accuracy on the few-shot VAL split (ties: the smaller lr). Test is not
+        looked at; the chosen config is then run (and tested) like any other."""
+        import dataclasses as dc
+
+        from pini_core.runner import run
+
+        val = {}
+        for lr in self.cfg.lr_grid:
+            trial = config.replace(recipe=dc.replace(config.recipe, lr=lr, eval_every=config.recipe.epochs))
+            res = run(trial, backbone=bb, dataset=splits, features=self._features, stop_event=self.stop_event,
+                      progress=False, evaluate_test=False)
+            if res.stopped and res.reason.startswith(("interrupted", "stopped on request")):
+                raise CellInterrupted(res.reason)
+            val[lr] = res.history[-1].get("val_accuracy", float("nan")) if res.history else float("nan")
+        best = max(sorted(val), key=lambda lr: (val[lr] if val[lr] == val[lr] else -1.0, -lr))
+        chosen = config.replace(recipe=dc.replace(config.recipe, lr=best))
+        return chosen, {"val_accuracy": {str(k): v for k, v in val.items()}, "chosen_lr": best}
+
     def run_cell(self, cell: Cell) -> Dict:
         """Train (if needed) and evaluate one cell through `pini_core.run`; returns its record."""
         from pini_core.errors import PiniError
@@ -316,12 +354,17 @@ class Benchmark:
         if self._features is None:
             self._features = FeatureCache()
         t0 = time.time()
+        search = None
         try:
+            if self._tuned(cell.method):
+                config, search = self._search_lr(config, bb, splits)
             res = run(config, backbone=bb, dataset=splits, features=self._features, stop_event=self.stop_event,
                       progress=False)
         except PiniError as e:
             raise BenchError(str(e)) from None
         info = dict(res.info)
+        if search is not None:
+            info["lr_search"] = search
         if res.stopped:
             if res.reason.startswith(("interrupted", "stopped on request")):
                 raise CellInterrupted(res.reason)

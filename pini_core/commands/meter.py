@@ -28,7 +28,7 @@ def run(args) -> int:
 
     bb, model, splits, data, _ = checkpoint_and_split(args)
     res = pi_noise_meter(model, data, draws=args.draws, seed=args.noise_seed)
-    print(f"H(T) = {res['H_T']:.4f} nats (zero-shot CLIP, Eq. 3)")
+    print(f"H(T) = {res['H_T']:.4f} nats (CLIP with the model's own prompts, no noise; Eq. 3)")
     print(f"{'noise':8s} {'H(T|eps)':>10s} {'I(T,eps)':>10s} {'acc %':>7s}")
     for name in ("learned", "random", "none"):
         r = res[name]

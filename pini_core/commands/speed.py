@@ -184,15 +184,19 @@ def _estimate_gb(tokens: int, bb) -> float:
 
 
 def _extrapolate(rows: List[Dict]) -> None:
-    """Fill skipped rows: s/step linear in text tokens, fitted on the measured rows of the path."""
+    """Fill skipped rows: s/step linear in text tokens through the two largest measured class
+    counts of the path (proportional to tokens from the largest one if only one was measured
+    or timing noise made the slope non-positive)."""
     for path in PATHS:
         done = [r for r in rows if r["path"] == path and not r["extrapolated"]]
         for r in (r for r in rows if r["path"] == path and r["extrapolated"]):
             if not done:
                 continue
+            slope = 0.0
             if len(done) >= 2:
                 a, b = done[-2], done[-1]
                 slope = (b["s_per_step"] - a["s_per_step"]) / max(1, b["text_tokens"] - a["text_tokens"])
+            if slope > 0:
                 s = b["s_per_step"] + slope * (r["text_tokens"] - b["text_tokens"])
                 r["extrapolated_from"] = [a["classes"], b["classes"]]
             else:
@@ -248,7 +252,7 @@ def run(args) -> int:
             rows.append(row)
             est = _estimate_gb(n_tok, bb)
             if est > args.mem_limit_gb:
-                row.update(extrapolated=True, reason=f"estimated {est:.1f} GB of text activations > "
+                row.update(extrapolated=True, reason=f"estimated {est:.2f} GB of text activations > "
                                                      f"--mem-limit-gb {args.mem_limit_gb:g}")
                 bar.update(args.steps + args.warmup)
                 continue

@@ -37,7 +37,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
 from pini_core.data.imagefolder import check_on_error, is_image_file, verify_splits
 from pini_core.data.base import DatasetSplits, Datum, register_dataset
 from pini_core.data.templates import template_for
-from pini_core.errors import DataError
+from pini_core.errors import DataError, UnknownNameError
 
 COOP_DATASETS = ("imagenet", "caltech-101", "oxford_pets", "stanford_cars", "oxford_flowers",
                  "food-101", "fgvc_aircraft", "sun397", "dtd", "eurosat", "ucf101")
@@ -390,7 +390,7 @@ def load_coop(name: str, root: Optional[str] = None, seed: int = 1, *, on_error:
     image now (``on_error`` "raise" | "skip"). ``targets`` (ImageNet only): variant
     names, or True for all four, attached as ``splits.targets`` (see :func:`attach_targets`)."""
     if name not in SPECS:
-        raise KeyError(f"unknown CoOp dataset {name!r}; known: {', '.join(SPECS)}")
+        raise UnknownNameError(f"unknown CoOp dataset {name!r}; known: {', '.join(SPECS)}")
     spec = SPECS[name]
     check_on_error(on_error)
     folder = dataset_dir(spec, root)

@@ -16,6 +16,7 @@ import random
 from typing import Dict, List, Optional, Sequence, TypeVar
 
 from pini_core.data.base import DatasetSplits
+from pini_core.errors import ConfigError, DataError
 
 T = TypeVar("T")
 
@@ -25,7 +26,7 @@ MAX_VAL_SHOTS = 4  # CoOp: val uses min(k, 4) shots
 
 def _check_k(k: int) -> int:
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise ValueError(f"k (shots per class) must be an integer >= 1, got {k!r}; "
+        raise ConfigError(f"k (shots per class) must be an integer >= 1, got {k!r}; "
                          f"CoOp's protocol uses {COOP_SHOTS}")
     return k
 
@@ -34,7 +35,7 @@ def _label_of(item) -> int:
     try:
         return int(item[1])
     except (TypeError, IndexError, ValueError) as e:
-        raise ValueError(f"few-shot sampling needs (source, label) items, got {item!r}") from e
+        raise DataError(f"few-shot sampling needs (source, label) items, got {item!r}") from e
 
 
 def group_by_label(data: Sequence[T]) -> Dict[int, List[T]]:
@@ -78,7 +79,7 @@ def fewshot_splits(splits: DatasetSplits, k: int, seed: int = 1, *, repeat: bool
     ``min(k, 4)``."""
     _check_k(k)
     if not splits.train:
-        raise ValueError(f"dataset {splits.name!r} has no training split to sample shots from "
+        raise DataError(f"dataset {splits.name!r} has no training split to sample shots from "
                          "(it is a test-only set such as an ImageNet variant)")
     rng = random.Random(seed)
     train = _sample_with(splits.train, k, rng, repeat)

@@ -10,7 +10,13 @@ Images are not opened while listing (a 100k-image tree lists in seconds); they a
 checked when loaded (:class:`pini_core.data.transforms.ImageDataset`) or all up front
 with :func:`verify_images` / :func:`verify_splits` (``verify=True``). ``on_error``
 says what a broken image does: ``"raise"`` an error naming the file, or ``"skip"`` it
-and count it (``splits.meta["skipped"]``).
+and count it (``splits.meta["skipped"]``). :func:`check_images` /
+:func:`check_split_images` check everything before any work and raise ONE error listing
+every broken file (or skip and count them).
+
+Symbolic links inside the tree are never followed (they lead out of the tree, or back
+into it, where a loop like ``cat/loop -> ..`` would relabel and duplicate images); the
+ones skipped are listed in ``meta["skipped_links"]`` and shown by ``data-check``.
 """
 from __future__ import annotations
 

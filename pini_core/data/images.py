@@ -24,6 +24,8 @@ from typing import BinaryIO, Tuple, Union
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from pini_core.errors import ConfigError, DataError
+
 DEFAULT_MAX_PIXELS = 40_000_000  # 40 megapixels: a large phone photo is ~12-50 MP
 DEFAULT_MIN_SIDE = 8  # smaller images carry nothing a 224-px CLIP can classify
 WHITE = (255, 255, 255)
@@ -33,9 +35,6 @@ ImageInput = Union[str, os.PathLike, bytes, bytearray, memoryview, BinaryIO, Ima
 # PIL's own bomb check reads the global Image.MAX_IMAGE_PIXELS. We only touch that
 # global when a caller asks for a limit above it, and then under this lock.
 _PIL_LIMIT_LOCK = threading.Lock()
-
-
-from pini_core.errors import DataError  # noqa: E402  (one error hierarchy, issue 12)
 
 
 class ImageLoadError(DataError, ValueError):
@@ -157,7 +156,7 @@ def load_image(source: ImageInput, *, max_pixels: int | None = DEFAULT_MAX_PIXEL
     """
     name = describe_source(source)
     if max_pixels is not None and max_pixels < 1:
-        raise ValueError(f"max_pixels must be a positive number of pixels or None, got {max_pixels}")
+        raise ConfigError(f"max_pixels must be a positive number of pixels or None, got {max_pixels}")
 
     if isinstance(source, Image.Image):
         return _finish(source, name, max_pixels, min_side, background, exif_transpose)

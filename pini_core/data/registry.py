@@ -6,6 +6,7 @@ from typing import Dict
 
 # The table and the types live in data.base; re-exported here for callers.
 from pini_core.data.base import _DESCRIPTIONS, _REGISTRY, Datum, DatasetSplits, ImageSource, register_dataset
+from pini_core.errors import UnknownNameError
 
 __all__ = ["Datum", "DatasetSplits", "ImageSource", "register_dataset", "list_datasets", "get_dataset"]
 
@@ -32,6 +33,6 @@ def get_dataset(name: str, root: str | None = None, **kwargs) -> DatasetSplits:
     _import_builtin_loaders()
     if name not in _REGISTRY:
         known = ", ".join(sorted(_REGISTRY)) or "(none)"
-        raise KeyError(f"unknown dataset {name!r}; known datasets: {known}. "
+        raise UnknownNameError(f"unknown dataset {name!r}; known datasets: {known}. "
                        "For your own images use an ImageFolder tree: get_dataset('imagefolder', root=PATH).")
     return _REGISTRY[name](root=root, **kwargs)

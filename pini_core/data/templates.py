@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from typing import Dict, Sequence, Union
 
+from pini_core.errors import ConfigError, PromptTooLongError, UnknownNameError
+
 DEFAULT_TEMPLATE = "a photo of a {}."
 
 # CLIP / CoOp form (CoOp's CUSTOM_TEMPLATES), keyed by our registry names.
@@ -68,14 +70,14 @@ def template_for(name: str) -> str:
     """The CLIP/CoOp template of a dataset name (``"a photo of a {}."`` for unknown names
     would hide typos, so unknown names raise)."""
     if name not in TEMPLATES:
-        raise KeyError(f"no prompt template for dataset {name!r}; known: {', '.join(sorted(TEMPLATES))}. "
+        raise UnknownNameError(f"no prompt template for dataset {name!r}; known: {', '.join(sorted(TEMPLATES))}. "
                        f"For your own data pass a template such as {DEFAULT_TEMPLATE!r}.")
     return TEMPLATES[name]
 
 
 def _check_template(template: str) -> None:
     if not isinstance(template, str) or template.count("{}") != 1:
-        raise ValueError(f"a prompt template must contain exactly one '{{}}' where the class name "
+        raise ConfigError(f"a prompt template must contain exactly one '{{}}' where the class name "
                          f"goes, e.g. {DEFAULT_TEMPLATE!r}; got {template!r}")
 
 
@@ -100,9 +102,9 @@ def pini_context_text(template: str, n_ctx: int = PINI_N_CTX, placeholder: str =
     placeholder words then :func:`class_last_words`, e.g. ``"x x ... x a type of pet, a
     photo of a"``. PiNI's prompt noise (mu_t, sigma_t) has one row per token of this text."""
     if n_ctx < 0:
-        raise ValueError(f"n_ctx must be >= 0, got {n_ctx}")
+        raise ConfigError(f"n_ctx must be >= 0, got {n_ctx}")
     if n_ctx and (not placeholder or placeholder.strip() != placeholder or " " in placeholder):
-        raise ValueError(f"placeholder must be a single word without spaces, got {placeholder!r}")
+        raise ConfigError(f"placeholder must be a single word without spaces, got {placeholder!r}")
     words = [placeholder] * n_ctx
     tail = class_last_words(template)
     if tail:
@@ -147,8 +149,6 @@ def check_prompt_lengths(backbone, classnames: Sequence[str], templates: Union[s
     another refuses. Returns the longest prompt's token count. Raises
     :class:`pini_core.errors.PromptTooLongError` naming each class that does not fit (up to
     5) and its token count, and ``ConfigError`` for a template without ``{}``."""
-    from pini_core.errors import ConfigError, PromptTooLongError
-
     if isinstance(templates, str):
         templates = [templates]
     templates = list(templates)

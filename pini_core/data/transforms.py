@@ -21,6 +21,7 @@ from torchvision.transforms import InterpolationMode
 from pini_core.backbone import CLIP_MEAN, CLIP_STD  # the one copy of CLIP's mean/std
 from pini_core.data.images import ImageLoadError, load_image
 from pini_core.data.imagefolder import check_on_error
+from pini_core.errors import ConfigError
 
 COOP_CROP_SCALE = (0.08, 1.0)
 
@@ -33,7 +34,7 @@ def _size(image_size: Size) -> Tuple[int, int]:
     else:
         h, w = (int(s) for s in image_size)
     if h < 1 or w < 1:
-        raise ValueError(f"image_size must be positive, got {image_size!r}")
+        raise ConfigError(f"image_size must be positive, got {image_size!r}")
     return h, w
 
 
@@ -55,7 +56,7 @@ def clip_train_transform(image_size: Size = 224, mean: Sequence[float] = CLIP_ME
     """CoOp's training augmentation: random resized crop (scale 0.08-1, bicubic) + flip."""
     h, w = _size(image_size)
     if not (0.0 < scale[0] <= scale[1] <= 1.0):
-        raise ValueError(f"scale must satisfy 0 < min <= max <= 1, got {scale}")
+        raise ConfigError(f"scale must satisfy 0 < min <= max <= 1, got {scale}")
     steps = [T.RandomResizedCrop((h, w), scale=tuple(scale), interpolation=InterpolationMode.BICUBIC)]
     if flip:
         steps.append(T.RandomHorizontalFlip(0.5))

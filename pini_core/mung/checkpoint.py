@@ -21,7 +21,7 @@ from typing import Optional
 import torch
 from huggingface_hub import ModelHubMixin
 
-from .. import __version__
+from ..version import __version__
 from ..checkpoint import CheckpointError, file_sha256, hub_folder, read_unit, save_unit
 from .config import MuNGConfig
 from .generator import MuNGGenerator

@@ -6,14 +6,17 @@ from typing import Any, Dict
 
 VISUAL_LOCATIONS = ("none", "image", "feature")
 TEXT_LOCATIONS = ("none", "prompt", "feature")
-# Table 1: the generators the paper tried at each location.
+# Table 1: the generators the paper tried at each location, plus "cnn_authors" at the raw
+# image: the authors' released CNN (`clip_vpn_cnn_image.py`, see noise/visual.py
+# AuthorsImageCNN), a separate choice from the project's own residual CNN ("cnn").
 GENERATORS = {
-    ("visual", "image"): ("mlp", "cnn", "ca"),
+    ("visual", "image"): ("mlp", "cnn", "ca", "cnn_authors"),
     ("visual", "feature"): ("mlp", "ca"),
     ("text", "prompt"): ("le",),
     ("text", "feature"): ("mlp", "le"),
 }
 SIGMA_MODES = ("abs", "exp", "softplus", "none")
+TEXT_SIGMA_MODES = ("same",) + SIGMA_MODES  # "same": the text generator uses `sigma` too
 FUSIONS = ("add", "mul")
 
 
@@ -33,13 +36,17 @@ class NoiseConfig:
     """
 
     visual_location: str = "feature"  # none | image | feature
-    visual_generator: str = "ca"  # image: mlp|cnn|ca ; feature: mlp|ca
+    visual_generator: str = "ca"  # image: mlp|cnn|ca|cnn_authors ; feature: mlp|ca
     text_location: str = "prompt"  # none | prompt | feature
     text_generator: str = "le"  # prompt: le ; feature: mlp|le
     fusion: str = "add"  # add: x + eps ; mul: x * (1 + eps)
-    # sigma positivity. Paper: sigma is a std (>= 0). Authors' code: |Linear| for CA and
-    # no constraint for LE (equivalent in distribution because eps is symmetric).
+    # sigma positivity of the visual generator (and of the text one when text_sigma is
+    # "same"). Paper: sigma is a std (>= 0, Eq. 14). Authors' code: |Linear| for CA, |.| for
+    # their raw-image CNN.
     sigma: str = "abs"
+    # sigma positivity of the text generator. Authors' code: the LE sigma_t is used raw as a
+    # std ("none"; same distribution as |sigma_t| because eps is symmetric, not the same draw).
+    text_sigma: str = "same"
     # Cross-attention scaling. Paper cites Vaswani et al. (softmax(QK^T / sqrt(d)));
     # the authors' code uses no 1/sqrt(d) scaling.
     ca_scale: bool = True
@@ -47,13 +54,21 @@ class NoiseConfig:
     hidden_dim: int = 0  # MLP hidden width; 0 = same as the input width
     n_ctx: int = 16  # number of "x" placeholder tokens before the template (authors' layout)
     init_std: float = 0.02  # N(0, init_std) init of LE parameters (code)
-    image_noise_scale: float = 0.1  # raw-image generators: mu, sigma scaled by this (code)
-    cnn_layers: int = 10  # raw-image residual CNN depth (paper: 10 layers)
-    cnn_width: int = 32
+    # Raw-image generators: the project's mlp / cnn / ca multiply their mu and sigma by this
+    # (a fixed factor; their own output size stays learnable). cnn_authors: the fixed per-pixel
+    # RMS of each mu / sigma channel (the authors' CNN normalises to sqrt(H*W) * 0.1).
+    image_noise_scale: float = 0.1
+    cnn_layers: int = 10  # the project's raw-image residual CNN ("cnn") depth (paper: 10 layers)
+    cnn_width: int = 32  # its width (not used by cnn_authors: widths 64/128/64 as the authors')
     train_draws: int = 1  # m in Eq. 13
 
     def __post_init__(self) -> None:
         self.validate()
+
+    @property
+    def text_sigma_mode(self) -> str:
+        """The sigma positivity the text generator uses (`text_sigma`, or `sigma` if "same")."""
+        return self.sigma if self.text_sigma == "same" else self.text_sigma
 
     @property
     def has_visual(self) -> bool:
@@ -79,6 +94,8 @@ class NoiseConfig:
                     f"choose one of {allowed} (paper Table 1)")
         if self.sigma not in SIGMA_MODES:
             raise NoiseConfigError(f"sigma must be one of {SIGMA_MODES}, got {self.sigma!r}")
+        if self.text_sigma not in TEXT_SIGMA_MODES:
+            raise NoiseConfigError(f"text_sigma must be one of {TEXT_SIGMA_MODES}, got {self.text_sigma!r}")
         if self.fusion not in FUSIONS:
             raise NoiseConfigError(f"fusion must be one of {FUSIONS}, got {self.fusion!r}")
         if self.train_draws < 1:

@@ -30,7 +30,7 @@ class LearnableEmbeddings(nn.Module):
         super().__init__()
         self.mu = nn.Parameter(torch.randn(rows, dim) * cfg.init_std)
         self.sigma_raw = nn.Parameter(torch.randn(rows, dim) * cfg.init_std)
-        self.sigma_mode = cfg.sigma
+        self.sigma_mode = cfg.text_sigma_mode  # authors' code: "none", sigma_t used raw as a std
 
     def forward(self, text: torch.Tensor = None) -> MuSigma:
         return self.mu, positive_sigma(self.sigma_raw, self.sigma_mode)
@@ -43,7 +43,7 @@ class TextFeatureMLP(nn.Module):
         super().__init__()
         hidden = cfg.hidden_dim or dim
         self.body = nn.Sequential(nn.Linear(dim, hidden), nn.ReLU())
-        self.heads = MuSigmaHeads(hidden, dim, cfg.sigma)
+        self.heads = MuSigmaHeads(hidden, dim, cfg.text_sigma_mode)
 
     def forward(self, text: torch.Tensor) -> MuSigma:
         return self.heads(self.body(text))

@@ -3,6 +3,9 @@
 Feature level: the noise has the shape of the image feature [B, D].
 Raw image:     the noise has the shape of the (normalised) pixels [B, 3, H, W].
 The label never enters a generator: inputs are the image (or its features) and the prompts.
+Every generator returns (mu, sigma); the cross-attention ones return their attention weights
+as a third element (what the forward pass reports in `NoiseOutput.extras["visual_attention"]`),
+and keep no state between calls.
 """
 from __future__ import annotations
 
@@ -136,8 +139,10 @@ class ResidualBlock(nn.Module):
 
 
 class ImageCNN(nn.Module):
-    """Raw image + CNN: a residual CNN (paper: 10 layers) mapping the image to per-pixel
-    mu and sigma, scaled by image_noise_scale (0.1 in the code)."""
+    """Raw image + CNN, the project's own reading of the paper: a plain residual CNN (paper:
+    10 layers; no BatchNorm) mapping the image to per-pixel mu and sigma, multiplied by the
+    fixed factor image_noise_scale, so the noise energy is learned. Not the authors' released
+    CNN; that one is `AuthorsImageCNN` ("cnn_authors")."""
 
     needs_text = False
     needs_tokens = False
@@ -156,6 +161,77 @@ class ImageCNN(nn.Module):
         out = self.head(F.relu(self.blocks(self.stem(pixels))))
         mu, raw_sigma = out[:, :3], out[:, 3:]
         return self.scale * mu, self.scale * positive_sigma(raw_sigma, self.sigma_mode)
+
+
+def fixed_energy(t: torch.Tensor, rms: float) -> torch.Tensor:
+    """The authors' CNN's normalisation: each channel of each image L2-normalised over its
+    H*W pixels and rescaled by sqrt(H*W) * rms, so every channel's per-pixel RMS is `rms`
+    (0.1 in the code) whatever the network outputs. t: [B, C, H, W]."""
+    h, w = t.shape[-2:]
+    return F.normalize(t.flatten(2), dim=-1).view_as(t) * (math.sqrt(h * w) * rms)
+
+
+class _BNBasicBlock(nn.Module):
+    """ResNet basic block with BatchNorm at full resolution (stride 1): relu(BN(conv(relu(BN(
+    conv(x))))) + shortcut(x)); the shortcut is a 1x1 conv + BN when the width changes."""
+
+    def __init__(self, c_in: int, c_out: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c_out)
+        self.shortcut = (nn.Identity() if c_in == c_out else
+                         nn.Sequential(nn.Conv2d(c_in, c_out, 1, bias=False), nn.BatchNorm2d(c_out)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x)))))
+        return F.relu(h + self.shortcut(x))
+
+
+class AuthorsImageCNN(nn.Module):
+    """Raw image + CNN as the authors' released code builds it ("cnn_authors";
+    hyzhang98/PiNI `clip_vpn_cnn_image.py`, METHOD.md):
+
+    * a BatchNorm ResNet at full resolution on the normalised image: a 3x3 stem (64) + BN +
+      ReLU, then basic blocks of widths 64 / 128 / 64, 2 / 1 / 1 blocks (bias-free convs),
+      then two 3x3 heads (no bias), one for mu and one for sigma (~0.5 M parameters);
+    * mu and sigma are each `fixed_energy`-normalised (per image and channel, over the pixels)
+      to a per-pixel RMS of image_noise_scale (0.1): the noise ENERGY is fixed, not learned,
+      only its spatial / channel pattern is; sigma = pos(normalised head), pos = `sigma`
+      (|.| in the code);
+    * in the authors' setup it runs with fixed hand-written prompts (text_location "none":
+      the plain dataset template, text features computed once without gradient, no text noise).
+
+    BatchNorm uses batch statistics in train mode and running ones in eval mode, so a
+    trained generator's output for one image depends on its batch during training only.
+    """
+
+    needs_text = False
+    needs_tokens = False
+    WIDTHS = (64, 128, 64)
+    BLOCKS = (2, 1, 1)
+
+    def __init__(self, image_size: int, cfg: NoiseConfig):
+        super().__init__()
+        w0 = self.WIDTHS[0]
+        self.stem = nn.Sequential(nn.Conv2d(3, w0, 3, padding=1, bias=False), nn.BatchNorm2d(w0), nn.ReLU())
+        blocks, c = [], w0
+        for width, n in zip(self.WIDTHS, self.BLOCKS):
+            for _ in range(n):
+                blocks.append(_BNBasicBlock(c, width))
+                c = width
+        self.blocks = nn.Sequential(*blocks)
+        self.mu_head = nn.Conv2d(c, 3, 3, padding=1, bias=False)
+        self.sigma_head = nn.Conv2d(c, 3, 3, padding=1, bias=False)
+        self.sigma_mode = cfg.sigma
+        self.rms = cfg.image_noise_scale
+
+    def forward(self, pixels: torch.Tensor, text=None, **_) -> MuSigma:
+        h = self.blocks(self.stem(pixels))
+        mu = fixed_energy(self.mu_head(h), self.rms)
+        sigma = positive_sigma(fixed_energy(self.sigma_head(h), self.rms), self.sigma_mode)
+        return mu, sigma
 
 
 class ImageCA(nn.Module):
@@ -196,4 +272,6 @@ def build_visual_generator(cfg: NoiseConfig, embed_dim: int, image_size: int,
         return ImageMLP(image_size, cfg)
     if cfg.visual_generator == "cnn":
         return ImageCNN(image_size, cfg)
+    if cfg.visual_generator == "cnn_authors":
+        return AuthorsImageCNN(image_size, cfg)
     return ImageCA(image_size, token_dim, embed_dim, n_tokens, cfg)

@@ -4,6 +4,15 @@ A caption only states what the scene holds (shape, count, and optionally size, c
 texture, background, position), so it always matches the rendered pixels. Phrasings and
 which details are mentioned vary at random, like web alt-texts.
 
+`extra_text` adds what long web alt-texts also carry: more true details of the scene in a
+second sentence, or content-free boilerplate ("stock photo", "image 3 of 12"), before or
+after the description. Pretraining uses it so that every text position up to the context
+length is trained on natural words. No caption ever holds a prompt-learning method's
+scaffolding: no placeholder words (PiNI's 16 "x", CoOp's "X" context), no repeated filler
+tokens. Dataset-template phrasings such as "a photo of a {}." are natural language a real
+CLIP saw on the web, so they stay, but only as one phrasing among many (`BARE_TEMPLATES`
+for bare labels, `PHOTO_TEMPLATES` for descriptions), never as the one fixed format.
+
 `RARE_NAMES` gives every shape a rare synonym. Pretraining uses it in a small fraction of
 captions (`rare_rate`), so the embedded CLIP knows these words only weakly: the
 `toy-rarewords` task then names its classes with them.
@@ -33,6 +42,18 @@ PHOTO_TEMPLATES = (
     "an image of {np}{bg}.", "a close-up photo of {np}.", "this is a photo of {np}.",
     "a rendering of {np}{bg}.", "a photo of {np}{pos}.", "there is {np}{pos}.",
     "a cropped photo of {np}.", "a good photo of {np}.", "a bright photo of {np}{bg}.",
+)
+# Bare label-like captions (alt-texts that only name the object): several phrasings, so the
+# toy tasks' template "a photo of a {}." is one natural phrasing among others, not the format.
+BARE_TEMPLATES = ("a photo of {np}.", "a picture of {np}.", "an image of {np}.", "{np}.", "{np}",
+                  "photo of {np}", "{np} photo.")
+# Content-free web boilerplate (file names, gallery and stock-site words). No style,
+# colour, shape or count words, so it never contradicts the picture.
+BOILERPLATE = (
+    "stock photo", "royalty free image", "free download", "high resolution", "hd wallpaper",
+    "click to enlarge", "image 3 of 12", "photo 7 of 20", "from our gallery", "uploaded by a user",
+    "my collection", "new listing", "best seller", "see more", "view full size", "item number 4021",
+    "posted on monday", "copyright reserved", "shared with friends", "next page",
 )
 SKETCH_TEMPLATES = ("a sketch of {np}.", "a pen drawing of {np}.", "a doodle of {np}.",
                     "an outline sketch of {np}.")
@@ -90,8 +111,8 @@ def caption(scene: Scene, rng: random.Random, rare_rate: float = 0.0, bare_rate:
     word = RARE_NAMES[o.shape] if r.random() < rare_rate else o.shape
     if r.random() < bare_rate:  # bare label-like captions, as many alt-texts are
         n = scene.count
-        return (f"a photo of {article(word)} {word}." if n == 1
-                else f"a photo of {COUNT_WORDS[n]} {plural(word)}.")
+        np_ = f"{article(word)} {word}" if n == 1 else f"{COUNT_WORDS[n]} {plural(word)}"
+        return r.choice(BARE_TEMPLATES).format(np=np_)
     templates = SKETCH_TEMPLATES if scene.style == "sketch" else PHOTO_TEMPLATES
     t = r.choice(templates)
     bg = ""
@@ -100,3 +121,34 @@ def caption(scene: Scene, rng: random.Random, rare_rate: float = 0.0, bare_rate:
     pos = position_phrase(o) if "{pos}" in t and scene.count == 1 else ""
     text = t.format(np=noun_phrase(scene, r, word), bg=bg, pos=pos)
     return text.replace("there is ", "there are ", 1) if scene.count > 1 else text
+
+
+def detail_sentences(scene: Scene, r: random.Random) -> list:
+    """True extra statements about `scene` ("the background is striped.", "it is in the
+    top left.", ...), shuffled; the caller keeps as many as fit."""
+    o = scene.objects[0]
+    n = scene.count
+    it, is_ = ("it", "is") if n == 1 else ("they", "are")
+    out = [f"{it} {is_} {o.size}."]
+    if scene.style == "photo":
+        out.append(f"the background is {r.choice(BACKGROUND_WORDS[scene.background])}.")
+        if scene.cast is None:
+            out.append(f"{it} {is_} {o.colour}.")
+        if o.texture != "plain":
+            out.append(f"the pattern is {r.choice(TEXTURE_WORDS[o.texture])}.")
+    if n == 1:
+        out.append(f"{it} {is_}{position_phrase(o)}.")
+    else:
+        out.append(f"there are {COUNT_WORDS[n]} of them.")
+    r.shuffle(out)
+    return out
+
+
+def extra_text(scene: Scene, r: random.Random) -> tuple:
+    """(before, after): natural extra text for a long caption, as web alt-texts carry.
+    Either more true details of the scene (after the description) or content-free
+    boilerplate (before or after). Never placeholder or prompt scaffolding."""
+    if r.random() < 0.5:
+        return [], detail_sentences(scene, r)[:r.randint(1, 4)]
+    words = r.sample(BOILERPLATE, r.randint(1, 4))
+    return (words, []) if r.random() < 0.5 else ([], words)

@@ -16,9 +16,20 @@ and every text injection point work unchanged.
 
 Text-length choice: PiNI's prompts are CoOp-style, 16 "x" placeholder words before the
 template ("x x ... x a photo of a star."), so positions up to ~30 must be trained. The
-context length is 40 and a fraction (`--prefix-rate`) of pretraining captions carry such
-an "x" prefix: half of them exactly 16 words, the rest 1..24 words (capped to fit), so all
-positions are trained and the model learns to ignore the prefix.
+context length is 40 and a fraction (`--extra-rate`) of pretraining captions are long
+web-style alt-texts (`captions.extra_text`): more true details of the scene after the
+description, or content-free boilerplate ("stock photo", "image 3 of 12") before or after
+it, capped to the context. So every position is trained on natural words, and the subject
+appears at many positions.
+
+No caption holds a prompt-learning method's scaffolding. Earlier checkpoints put 16 "x"
+placeholders (PiNI's prompt layout) before 30 % of the captions; the text tower then
+learned to ignore exactly PiNI's placeholders, and the gradient at them was ~50x smaller
+than at CoOp's random context (issue 14; `python -m pini_core prompt-sensitivity`). A real
+CLIP never saw that format, so neither does this stand-in: "x"/"X" never occur in captions
+(the "x" token stays at its random init, shrunk by weight decay, like any unseen word).
+Dataset-template phrasings ("a photo of a {}.") are natural web text and stay, as one
+phrasing among several (`captions.BARE_TEMPLATES`, `captions.PHOTO_TEMPLATES`).
 
 Batches: groups of `--group-size` scenes share colour, texture, background, size and count
 and differ in shape (in-batch hard negatives). With independent scenes, a short CPU run
@@ -54,7 +65,7 @@ import numpy as np
 import torch
 
 from .. import atomic
-from .captions import caption
+from .captions import caption, extra_text
 from .render import render
 from .scene import SHAPES, sample_scene
 from ..backbone import CLIP_MEAN, CLIP_STD, EMBEDDED_DIR, Backbone
@@ -97,8 +108,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weight-decay", type=float, default=0.1)
     parser.add_argument("--warmup", type=int, default=50, help="linear warm-up steps")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
-    parser.add_argument("--prefix-rate", type=float, default=0.3,
-                        help="fraction of captions given a CoOp-style 'x x ... x' prefix")
+    parser.add_argument("--extra-rate", type=float, default=0.3,
+                        help="fraction of captions made long with natural extra text (details or web "
+                             "boilerplate), so every text position is trained; never placeholder words")
     parser.add_argument("--rare-rate", type=float, default=0.0005,
                         help="fraction of captions naming the shape by its rare synonym (toy-rarewords)")
     parser.add_argument("--group-size", type=int, default=8,
@@ -130,12 +142,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 class CaptionedBatches(torch.utils.data.IterableDataset):
     """Batch `step` is rendered from random.Random((seed, step)): independent of workers."""
 
-    def __init__(self, seed, steps, batch_size, tokenizer, context_length, prefix_rate, rare_rate, image_size,
+    def __init__(self, seed, steps, batch_size, tokenizer, context_length, extra_rate, rare_rate, image_size,
                  group_size=1, label_warmup=0.0):
         self.seed, self.steps, self.batch_size, self.group_size = seed, steps, batch_size, group_size
         self.label_warmup = label_warmup
         self.tokenizer, self.context_length = tokenizer, context_length
-        self.prefix_rate, self.rare_rate, self.image_size = prefix_rate, rare_rate, image_size
+        self.extra_rate, self.rare_rate, self.image_size = extra_rate, rare_rate, image_size
 
     def bare_rate(self, step: int) -> float:
         """Caption curriculum: bare labels ("a photo of a star.") only at first, then
@@ -145,13 +157,22 @@ class CaptionedBatches(torch.utils.data.IterableDataset):
             return 0.15
         return max(0.15, 1.0 - step / ramp)
 
-    def with_prefix(self, text: str, r: random.Random) -> str:
-        if r.random() >= self.prefix_rate:
+    def with_extra(self, text: str, scene, r: random.Random) -> str:
+        """With probability `extra_rate`, `text` made longer with natural extra text
+        (`captions.extra_text`), dropping extra pieces until it fits the context."""
+        if r.random() >= self.extra_rate:
             return text
-        room = self.context_length - 2 - len(self.tokenizer.encode(text))
-        k = 16 if r.random() < 0.5 else r.randint(1, 24)
-        k = max(0, min(k, room))
-        return "x " * k + text
+        before, after = extra_text(scene, r)
+        while True:
+            full = ", ".join(before + [text]) if before else text
+            if after:
+                full = full + " " + " ".join(after) if full.endswith(".") else ", ".join([full] + after)
+            if len(self.tokenizer.encode(full)) <= self.context_length - 2 or not (before or after):
+                return full
+            if before:
+                before = before[1:]
+            else:
+                after = after[:-1]
 
     def scenes(self, r: random.Random):
         """Groups of `group_size` scenes that share colour, texture, background, size and
@@ -170,7 +191,7 @@ class CaptionedBatches(torch.utils.data.IterableDataset):
         r = random.Random(f"{self.seed}:{step}")
         scenes = self.scenes(r)
         bare = self.bare_rate(step)
-        texts = [self.with_prefix(caption(s, r, rare_rate=self.rare_rate, bare_rate=bare), r) for s in scenes]
+        texts = [self.with_extra(caption(s, r, rare_rate=self.rare_rate, bare_rate=bare), s, r) for s in scenes]
         # the world renders at 64 px; resizing to the model's size matches its preprocess
         tf = clip_test_transform(self.image_size)  # the engine's test transform, CLIP mean/std
         images = torch.stack([tf(render(s, 64)) for s in scenes])
@@ -230,6 +251,8 @@ def run(args) -> int:
         raise SystemExit(f"--image-size must be a multiple of 32 for the resnet tower, got {args.image_size}")
     if args.context_length < 30:
         raise SystemExit("--context-length must be >= 30: CoOp-style prompts need 16 prefix words + template")
+    if not 0.0 <= args.extra_rate <= 1.0:
+        raise SystemExit(f"--extra-rate must be in [0, 1], got {args.extra_rate}")
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -256,7 +279,7 @@ def run(args) -> int:
     lr_at = lambda step: schedule_lr(schedule, step)  # noqa: E731
 
     data = CaptionedBatches(args.seed, args.steps, args.batch_size, tokenizer, args.context_length,
-                            args.prefix_rate, args.rare_rate, args.image_size, args.group_size,
+                            args.extra_rate, args.rare_rate, args.image_size, args.group_size,
                             args.label_warmup)
     loader = torch.utils.data.DataLoader(data, batch_size=None, num_workers=0 if args.tiny else 1,
                                          prefetch_factor=None if args.tiny else 4)
@@ -297,7 +320,7 @@ def run(args) -> int:
     meta = {
         "seed": args.seed, "steps": args.steps, "batch_size": args.batch_size,
         "images_seen": args.steps * args.batch_size, "lr": args.lr, "weight_decay": args.weight_decay,
-        "warmup": args.warmup, "group_size": args.group_size, "label_warmup": args.label_warmup, "prefix_rate": args.prefix_rate, "rare_rate": args.rare_rate,
+        "warmup": args.warmup, "group_size": args.group_size, "label_warmup": args.label_warmup, "extra_rate": args.extra_rate, "rare_rate": args.rare_rate,
         "context_length": args.context_length, "threads": args.threads,
         "train_seconds": round(train_seconds, 1),
         "final_loss_mean_last_50": round(float(np.mean(losses[-50:])), 4),
