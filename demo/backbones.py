@@ -6,12 +6,13 @@ A backbone is read-only once loaded, so sessions share it; what differs per sess
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 from collections import OrderedDict
 from typing import Dict, List, Optional, Tuple
 
-from pini_core.errors import ConfigError, ModelLoadError, UnsafePathError
+from pini_core.errors import ConfigError, ModelLoadError, PiniError, UnsafePathError
 
 ENV_MODEL = "PINI_MODEL"
 EMBEDDED = "embedded"
@@ -297,7 +298,9 @@ class _Cache:
             try:
                 bb = load_backbone(name, pretrained)
             except Exception as e:
-                self._errors[spec] = str(e)
+                if not isinstance(e, PiniError):  # a bug, not the user's input: the log has the details
+                    logging.getLogger("pini.app").exception("loading %s failed", spec)
+                self._errors[spec] = str(e) if isinstance(e, PiniError) else GENERIC_LOAD_FAILURE
                 raise
             self._errors.pop(spec, None)
             with self._lock:
@@ -316,16 +319,22 @@ def describe(bb, spec: str) -> str:
             f"device {bb.device}, weights fingerprint `{ident.get('fingerprint', '?')}`.")
 
 
+GENERIC_LOAD_FAILURE = "Something went wrong on the server while loading it; the details are in the server log."
+
+
 def failure_message(spec: str, err: BaseException) -> str:
+    """The model panel's text for a failed load: a PiniError's message (without server paths),
+    a generic line for anything else (a bug; logged)."""
     from demo.util import scrub_paths
 
     what = label_for(spec)
+    reason = str(err) if isinstance(err, PiniError) else GENERIC_LOAD_FAILURE
     hint = ""
     if allowed_dirs():
         hint = ("In this box you can also type `NAME:/path/to/weights.safetensors` or "
                 "`local-dir:/path/to/open_clip_dir` "
                 f"for weights inside {', '.join(allowed_dirs())}. ")
-    return (f"**Could not load {scrub_paths(what)}.** {scrub_paths(str(err))}\n\n{hint}"
+    return (f"**Could not load {scrub_paths(what)}.** {scrub_paths(reason)}\n\n{hint}"
             "The rest of the app keeps working with the model that was loaded before "
             f"(or pick *{label_for(EMBEDDED)}*, which needs no download).")
 

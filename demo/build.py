@@ -111,7 +111,7 @@ def build_app(default_model: Optional[str] = None) -> gr.Blocks:
         wire_model(app)
         for fn, inputs, outputs in ctx.page_load:
             app.load(fn, inputs, outputs, api_visibility="private")
-    # Training has its own concurrency group (limit 1, see tab_train), so it never takes the
+    # Training has its own concurrency group (tab_train.TRAININGS_AT_ONCE), so it never takes the
     # slots of the quick tabs.
     app.queue(default_concurrency_limit=DEFAULT_CONCURRENCY, max_size=QUEUE_SIZE)
     return app

@@ -77,7 +77,7 @@ def build(session: gr.State, default_spec: str, example_dropdowns: List[gr.Dropd
         spec = (spec or "").strip() or backbones.default_spec()
         err = backbones.CACHE.last_error(spec)
         if err and backbones.CACHE.get_loaded(spec) is None:
-            msg = backbones.failure_message(spec, RuntimeError(err)) + "\n\nPress **Load model** to try again."
+            msg = backbones.failure_message(spec, PiniError(err)) + "\n\nPress **Load model** to try again."
             return [msg, state, generator_status(state), *[gr.update() for _ in example_dropdowns]]
         return load_model(spec, state, progress)
 

@@ -7,6 +7,7 @@ The result becomes this session's generator (other sessions never see it).
 """
 from __future__ import annotations
 
+import os
 import queue
 import threading
 import time
@@ -27,7 +28,14 @@ VISUAL = {"none": ("none", "ca"), "visual feature · cross-attention (paper defa
           "raw image · MLP": ("image", "mlp")}
 TEXT = {"none": ("none", "le"), "prompt embeddings · learnable (paper default)": ("prompt", "le"),
         "text feature · MLP": ("feature", "mlp"), "text feature · learnable": ("feature", "le")}
+# Trainings that run at once for the whole room (each in its own worker; later ones wait in
+# the queue and see their place): 2 on a 2-core machine; PINI_APP_TRAININGS overrides.
+TRAININGS_AT_ONCE = max(1, int(os.environ.get("PINI_APP_TRAININGS", "2") or 2))
 MAX_TEST_IMAGES = 200  # final evaluation / meter subset (keeps a class session short)
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
 
 
 def toy_tasks():
@@ -82,7 +90,9 @@ def experiment_from_inputs(task_name: str, k, n_epochs, lr_v, seed_v, vis: str, 
                         augment=upload or cfg.recipe.augment, aug_views=2 if upload else cfg.recipe.aug_views)
     noise = dc.replace(cfg.noise, visual_location=vloc, visual_generator=vgen, text_location=tloc,
                        text_generator=tgen)
-    return cfg.replace(recipe=recipe, noise=noise, data=DataSpec(cfg.data.dataset)).validate()
+    from pini_core.methods import check_config
+
+    return check_config(cfg.replace(recipe=recipe, noise=noise, data=DataSpec(cfg.data.dataset)))
 
 
 def build(ctx: BuildContext) -> None:
@@ -116,6 +126,7 @@ def build(ctx: BuildContext) -> None:
         start = gr.Button("Train", variant="primary")
         stop = gr.Button("Stop (keep what was trained)", variant="stop")
     status = gr.Markdown(elem_id="train-status")
+    stop_note = gr.Markdown(elem_id="train-stop-note")  # Stop's reply: never overwrites a final result
     with gr.Row():
         loss_plot = gr.LinePlot(x="epoch", y="value", color="series", title="Training loss (Eq. 13)",
                                 label="loss", height=260)
@@ -141,10 +152,10 @@ def build(ctx: BuildContext) -> None:
             if not zip_path:
                 raise gr.Error("Upload a zip of class-named image folders, or pick a toy task.",
                                print_exception=False)
+            from demo.session import session_zip
             from pini_core.data.registry import get_dataset
-            from pini_core.uploads import check_zip_images, extract_image_zip
 
-            ds = check_zip_images(extract_image_zip(zip_path, new_scratch_dir(state, "data-")))
+            ds = session_zip(state, zip_path)  # unpacked once per session (by content), disk bounded
             splits = get_dataset("imagefolder", root=str(ds.root), seed=config.data.seed)
             where = f"your zip ({len(ds.items)} images, {len(ds.classnames)} classes)"
         else:
@@ -173,7 +184,7 @@ def build(ctx: BuildContext) -> None:
 
         threading.Thread(target=work, daemon=True, name="pini-app-train").start()
         history = []
-        head = (f"Training on {where}: {k} per class, {config.noise.describe()}, {n_epochs} epochs "
+        head = (f"Training on {where}: {k} per class, {config.noise.describe()}, {_plural(n_epochs, 'epoch')} "
                 f"(recipe '{config.preset}', lr {config.recipe.lr:g}).")
         yield (f"{head}\n\nPreparing (the first epoch includes encoding the images) ...", None, None,
                None, state, gr.update())
@@ -212,7 +223,7 @@ def build(ctx: BuildContext) -> None:
                        "zero_shot_accuracy": res.metrics["zero_shot_accuracy"]}
         test = list(splits.test)[:MAX_TEST_IMAGES]
         files = None
-        label = f"trained here ({where}, {len(history)} epochs)"
+        label = f"trained here ({where}, {_plural(len(history), 'epoch')})"
         if history:
             state.set_generator(res.method, label, spec)
             state.eval_data = test
@@ -239,5 +250,6 @@ def build(ctx: BuildContext) -> None:
     gen_status = ctx.generator_status[0] if ctx.generator_status else gr.Markdown(visible=False)
     start.click(train, [task, zip_file, shots, epochs, lr, seed, visual, text, ctx.session],
                 [status, loss_plot, acc_plot, ckpt, ctx.session, gen_status], api_name="train",
-                concurrency_id="train", concurrency_limit=1)
-    stop.click(request_stop, [ctx.session], [status], api_name="stop_training", queue=False)
+                concurrency_id="train", concurrency_limit=TRAININGS_AT_ONCE)
+    stop.click(request_stop, [ctx.session], [stop_note], api_name="stop_training", queue=False)
+    start.click(lambda: "", None, [stop_note], queue=False, api_visibility="private")

@@ -22,6 +22,8 @@ COMMANDS = [
     ("data-check", "pini_core.data.check", "check a dataset's files: counts per split, broken images"),
     ("pretrain", "pini_core.world.pretrain", "pretrain the embedded toy CLIP on the procedural world"),
     ("zeroshot", "pini_core.world.zeroshot", "the embedded CLIP's zero-shot accuracies (and record them in pini_meta.json)"),
+    ("prompt-sensitivity", "pini_core.commands.sensitivity",
+     "the text tower's gradient at PiNI's placeholders / at CoOp's random context (issue 14)"),
     ("examples", "pini_core.world.examples", "render example images of every toy task (the app's galleries)"),
     ("bench", "pini_core.bench.cli", "benchmark harness: baselines vs PiNI, paper tables and figures"),
     ("mung", "pini_core.mung.cli", "MuNG for multimodal LLMs: train / answer / eval"),

@@ -104,13 +104,24 @@ def get_method_spec(name: str) -> MethodSpec:
         raise ConfigError(f"unknown method {name!r}; choose from {', '.join(_REGISTRY)}") from None
 
 
-def build_method(ctx: MethodContext) -> torch.nn.Module:
-    """Construct the configured method for ctx's task (seeded by the caller)."""
-    spec = get_method_spec(ctx.config.method)
-    unknown = sorted(set(ctx.config.options) - set(spec.options))
+def check_config(config):
+    """Every check of an ExperimentConfig, before any work: its fields' ranges
+    (`ExperimentConfig.validate`), a registered method, options the method takes, and at
+    least one shot for methods that train. Returns the config; raises ConfigError."""
+    config.validate()
+    spec = get_method_spec(config.method)
+    if spec.training != "none" and config.shots < 1:
+        raise ConfigError(f"shots must be between 1 and 100000 for {spec.display}, got {config.shots}")
+    unknown = sorted(set(config.options) - set(spec.options))
     if unknown:
         raise ConfigError(f"method {spec.name!r} takes no option(s) {unknown}; it takes {list(spec.options) or 'none'}")
-    return spec.build(ctx)
+    return config
+
+
+def build_method(ctx: MethodContext) -> torch.nn.Module:
+    """Construct the configured method for ctx's task (seeded by the caller)."""
+    check_config(ctx.config)
+    return get_method_spec(ctx.config.method).build(ctx)
 
 
 # ---------------------------------------------------------------------- the methods

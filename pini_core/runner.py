@@ -28,7 +28,7 @@ import torch
 from .data.imagefolder import check_split_images
 from .errors import ConfigError, DataError
 from .experiment import ExperimentConfig
-from .methods import MethodContext, build_method, get_method_spec
+from .methods import MethodContext, build_method, check_config, get_method_spec
 
 
 @dataclass
@@ -208,7 +208,7 @@ def run(config: ExperimentConfig, *, out_dir: Optional[str] = None, checkpoint_d
     Raises ConfigError / DataError / ModelLoadError before any training for bad input."""
     from .trainer import fit
 
-    config.validate()
+    check_config(config)
     spec = get_method_spec(config.method)
     if backbone is None:
         from .backbone import load_backbone

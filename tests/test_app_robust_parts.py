@@ -421,3 +421,21 @@ def test_skipped_members_may_have_long_names(tmp_path):
     z = _write(tmp_path / "ok.zip", [("cat/1.png", PNG), ("dog/1.png", PNG), (f"notes/{LONG}.txt", b"hi")])
     ds = extract_image_zip(z, tmp_path / "out")
     assert ds.classnames == ["cat", "dog"] and ds.skipped == [f"notes/{LONG}.txt"]
+
+
+def test_model_panel_shows_pini_errors_and_a_generic_line_for_bugs(monkeypatch):
+    import pini_core.backbone as engine_backbone
+
+    spec = "ViT-B-32:/tmp/pini-app/run-1-ab/0123456789abcdef/x"
+    msg = backbones.failure_message("embedded", ModelLoadError(f"missing {APP_TMP}/run-1-ab/0123456789abcdef/x/w.bin"))
+    assert "missing w.bin" in msg and "pini-app" not in msg
+    assert "Something went wrong on the server while loading it" in backbones.failure_message(
+        spec, RuntimeError("secret /etc/shadow"))
+
+    def broken(*a, **k):
+        raise RuntimeError("internal /etc/shadow")
+
+    monkeypatch.setattr(engine_backbone, "load_backbone", broken)
+    with pytest.raises(RuntimeError):
+        backbones.CACHE.load("RN50:openai-broken-test")
+    assert backbones.CACHE.last_error("RN50:openai-broken-test") == backbones.GENERIC_LOAD_FAILURE

@@ -193,7 +193,9 @@ def test_recipes_follow_the_reference_schedules():
     r = reference_recipe("tip_adapter_f", 16)
     assert (r.optimizer, r.epochs, r.lr, r.adam_eps, r.batch_size, r.schedule) == (
         "adamw", 20, 1e-3, 1e-4, 256, "cosine_step")
+    from pini_core.methods import check_config
+
     with pytest.raises(ConfigError, match="unknown method 'prograd'; choose from zeroshot, linear_probe"):
-        preset_config("paper", method="prograd").validate()
+        check_config(preset_config("paper", method="prograd"))
     with pytest.raises(ConfigError, match="unknown preset 'fast'; choose from paper, authors, toy"):
         reference_recipe("pini", 1, preset="fast")

@@ -18,6 +18,7 @@ import torch
 from ..features import encode_images, labels_of
 from ..model import PiNIModel
 from ..objective import conditional_entropy, mutual_information
+from .attention import attention_entropy
 
 
 def _rms(t: torch.Tensor) -> float:
@@ -52,7 +53,9 @@ def pi_noise_meter(model: PiNIModel, data: Sequence, draws: int = 8, seed: int =
     """Entropies in nats and accuracies (%) on `data` [(image, label)] for learned / random / no noise.
 
     Returns {"H_T", "scale": {"visual", "text"} (RMS of the learned noise), "draws", "n",
-    "learned" | "random" | "none": {"H_T_given_eps", "I", "accuracy"}}. H(T) comes from the
+    "learned" | "random" | "none": {"H_T_given_eps", "I", "accuracy"}, "attention": the visual
+    CA's attention entropy at eps = 0 (`analysis.attention.attention_entropy`; None when the
+    visual generator is not a cross-attention)}. H(T) comes from the
     model itself with noise switched off (`PiNIModel.logits_without_noise`: its own prompts);
     learned and random noise go through `PiNIModel.run` (random: `noise=` override, same
     injection points). `features`: cached [N, D] image features of `data` (else encoded)."""
@@ -98,4 +101,6 @@ def pi_noise_meter(model: PiNIModel, data: Sequence, draws: int = 8, seed: int =
         h_c = float(conditional_entropy(logits, labels))
         result[name] = {"H_T_given_eps": h_c, "I": mutual_information(h_t, h_c), "accuracy": acc(logits)}
     result["none"] = {"H_T_given_eps": h_t, "I": 0.0, "accuracy": acc(zs_l.unsqueeze(0))}
+    # The visual CA's attention over the classes (issue 14 item 7); None without a CA generator.
+    result["attention"] = attention_entropy(model, data, features=feats, batch_size=batch_size)
     return result

@@ -33,6 +33,11 @@ def run(args) -> int:
     for name in ("learned", "random", "none"):
         r = res[name]
         print(f"{name:8s} {r['H_T_given_eps']:10.4f} {r['I']:10.4f} {r['accuracy']:7.2f}")
+    att = res.get("attention")
+    if att:
+        print(f"visual CA attention over {att['num_classes']} classes (eps = 0): mean entropy "
+              f"{att['mean_entropy']:.4f} nats = {att['relative_entropy']:.3f} x ln C; top class "
+              f"{att['top_class']!r} for {100 * att['top_class_share']:.1f} % of {att['n']} images")
     if args.plot:
         plot_meter(res).savefig(args.plot, dpi=120, bbox_inches="tight")
         print(f"plot: {args.plot}")

@@ -131,7 +131,9 @@ def config_from_args(args):
         raise ConfigError(str(e)) from None
     if args.eval_mode is not None:
         changes["eval"] = dataclasses.replace(cfg.eval, mode=args.eval_mode)
-    return cfg.replace(**changes).validate()
+    from ..methods import check_config
+
+    return check_config(cfg.replace(**changes))
 
 
 def _check_out(args) -> None:

@@ -11,6 +11,9 @@ from .. import atomic
 
 SIGMA_MODES = ("abs", "exp")
 ATTN_SCALES = ("head", "model", "none")
+INITS = ("small", "default", "xavier")
+# Which of the sample's tokens are the generator's keys/values (see MuNGConfig.keys).
+KEY_RULES = ("prompt", "after_image", "non_image")
 
 
 @dataclass
@@ -21,12 +24,24 @@ class MuNGConfig:
     text_dim: width of the LLM word embeddings (keys/values of the cross-attention).
     num_heads: attention heads (paper: 8).
     sigma: "abs" -> sigma = |Linear(o)| (authors' LLaVA code), "exp" -> exp(Linear(o)) (Qwen code).
-    attn_scale: "head" -> 1/sqrt(d_head) (standard multi-head attention, default),
-        "model" -> 1/sqrt(d_model) (the authors' code), "none" -> no scaling.
+    attn_scale: "head" -> 1/sqrt(d_head) (standard multi-head attention, default; the authors'
+        Qwen code), "model" -> 1/sqrt(d_model) (the authors' LLaVA code), "none" -> no scaling.
     init: "small" (default) -> mu head zero-initialised and sigma head starting at the constant
         sigma_init, so the frozen host behaves as before at step 0; "default" -> PyTorch's default
-        Linear init for every layer (as in the authors' code).
+        Linear init for every layer (the authors' LLaVA code); "xavier" -> Xavier-uniform weights
+        for every Linear, biases left at PyTorch's default (the authors' Qwen code).
     sigma_init: the initial noise std for init="small".
+    keys: which of the sample's tokens the visual tokens attend to (word embeddings):
+        "prompt" (default) -> its text tokens that are not visual placeholders, padding, special
+        ids (BOS, pad, vision start/end) or the answer (labels != -100): the noise never sees
+        the answer, at training as at inference;
+        "after_image" -> the authors' LLaVA code: the non-padding tokens after the sample's
+        (last) image, the answer included when it is in input_ids (training); the system
+        prompt and "USER:" before the image are excluded;
+        "non_image" -> the authors' Qwen code: every token that is not a visual placeholder
+        (system prompt, vision start/end, padding, answer).
+    The named configurations `MUNG_PRESETS` ("project", "llava_code", "qwen_code") set these
+    together; `MUNG_RECIPES` hold the matching optimiser settings.
     """
 
     visual_dim: int
@@ -37,6 +52,7 @@ class MuNGConfig:
     init: str = "small"
     sigma_init: float = 0.01
     host_family: str = ""
+    keys: str = "prompt"
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self):
@@ -48,8 +64,10 @@ class MuNGConfig:
                 "choose a head count that divides the host's hidden size")
         if self.sigma not in SIGMA_MODES:
             raise ValueError(f"sigma must be one of {SIGMA_MODES}, got {self.sigma!r}")
-        if self.init not in ("small", "default"):
-            raise ValueError(f"init must be 'small' or 'default', got {self.init!r}")
+        if self.init not in INITS:
+            raise ValueError(f"init must be one of {INITS}, got {self.init!r}")
+        if self.keys not in KEY_RULES:
+            raise ValueError(f"keys must be one of {KEY_RULES}, got {self.keys!r}")
         if not self.sigma_init > 0:
             raise ValueError(f"sigma_init must be > 0, got {self.sigma_init}")
         if self.attn_scale not in ATTN_SCALES:
@@ -75,3 +93,57 @@ class MuNGConfig:
         if not path.is_file():
             raise FileNotFoundError(f"MuNG config not found: {path}")
         return cls.from_dict(json.loads(path.read_text()))
+
+
+# ---------------------------------------------------------------------- named settings
+# What each released MuNG code does (zhuruishu0848/MuNG, METHOD.md "More facts"), and the
+# project's own default. "project" = the MuNGConfig defaults.
+MUNG_PRESETS = {
+    "project": dict(sigma="abs", attn_scale="head", init="small", keys="prompt"),
+    "llava_code": dict(sigma="abs", attn_scale="model", init="default", keys="after_image"),
+    "qwen_code": dict(sigma="exp", attn_scale="head", init="xavier", keys="non_image"),
+}
+
+
+@dataclass(frozen=True)
+class MuNGRecipe:
+    """AdamW settings of generator training (`train.train_generator(recipe=...)`).
+
+    warmup_ratio None: the project's warm-up, max(1, steps // 20) steps (5 %); a number:
+    ceil(steps * ratio) steps, as the Hugging Face Trainer the released codes use. Cosine decay
+    to 0 afterwards in every case."""
+
+    lr: float = 2e-3
+    weight_decay: float = 0.0
+    betas: tuple = (0.9, 0.999)
+    warmup_ratio: float | None = None
+
+
+MUNG_RECIPES = {
+    # the toy host's recipe (`python -m pini_core mung train` defaults)
+    "project": MuNGRecipe(),
+    # LLaVA script: lr 2e-4, weight decay 0, warm-up 3 % (beta2 not set there: the Trainer's 0.999).
+    # Its script also trains LoRA (r 32) on the LLM and the projector; here only the generator trains.
+    "llava_code": MuNGRecipe(lr=2e-4, weight_decay=0.0, betas=(0.9, 0.999), warmup_ratio=0.03),
+    # Qwen script: generator only, lr 5e-4, weight decay 0.1, beta2 0.95, warm-up 1 %.
+    "qwen_code": MuNGRecipe(lr=5e-4, weight_decay=0.1, betas=(0.9, 0.95), warmup_ratio=0.01),
+}
+
+
+def code_preset_name(host_family: str) -> str:
+    """The released code's preset for a host family: "llava_code" or "qwen_code"."""
+    if host_family == "llava":
+        return "llava_code"
+    if host_family in ("qwen2_vl", "qwen2_5_vl"):
+        return "qwen_code"
+    raise ValueError(f"no released MuNG code for host family {host_family!r}; use llava or qwen2(_5)_vl")
+
+
+def mung_preset(name: str, visual_dim: int, text_dim: int, **overrides) -> MuNGConfig:
+    """A MuNGConfig from a named preset ("project", "llava_code", "qwen_code", or "authors":
+    the released code of `overrides["host_family"]`); `overrides` replace fields."""
+    if name == "authors":
+        name = code_preset_name(overrides.get("host_family", ""))
+    if name not in MUNG_PRESETS:
+        raise ValueError(f"unknown MuNG preset {name!r}; choose from {sorted(MUNG_PRESETS)} or 'authors'")
+    return MuNGConfig(visual_dim=visual_dim, text_dim=text_dim, **{**MUNG_PRESETS[name], **overrides})

@@ -64,6 +64,10 @@ class MuNGGenerator(nn.Module):
         self.cross_attn = MultiHeadCrossAttention(cfg)
         self.mu_head = nn.Linear(cfg.visual_dim, cfg.visual_dim)
         self.sigma_head = nn.Linear(cfg.visual_dim, cfg.visual_dim)
+        if cfg.init == "xavier":  # the authors' Qwen code: Xavier-uniform weights, default biases
+            for m in self.modules():
+                if isinstance(m, nn.Linear):
+                    nn.init.xavier_uniform_(m.weight)
         if cfg.init == "small":
             nn.init.zeros_(self.mu_head.weight)
             nn.init.zeros_(self.mu_head.bias)

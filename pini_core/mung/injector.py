@@ -6,8 +6,9 @@ Two hooks:
   carries the full prompt and the images;
 * a forward hook on the visual-token module (see hosts.py) replaces its output by
   tokens + noise, the noise coming from the generator fed with that sample's text embeddings
-  (`get_input_embeddings()(input_ids)`), excluding image/video placeholders, padding and the
-  answer tokens (positions with labels != -100: the noise must not see the answer).
+  (`get_input_embeddings()(input_ids)`); by default excluding image/video placeholders, padding
+  and the answer tokens (positions with labels != -100: the noise must not see the answer);
+  `MuNGConfig.keys` selects the released codes' rules instead (`_key_positions`).
 A sample's image can only attend to its own text: keys are gathered per image from its row.
 """
 from __future__ import annotations
@@ -45,6 +46,7 @@ class MuNGInjector:
                 f"{self.spec.family} host has {self.spec.hidden_size}/{self.spec.text_dim}: train a generator "
                 "for this host (or load the host it was trained on)")
         self.mode = mode
+        self.keys = cfg.keys  # read once: `generator` may later be swapped for a DDP-wrapped one
         self.eps: list[torch.Tensor] | torch.Tensor | None = None
         self.torch_generator: torch.Generator | None = None
         self.enabled = True
@@ -174,6 +176,32 @@ class MuNGInjector:
                 return c
         raise RuntimeError(f"found no placeholder tokens matching the {n_total} visual tokens in input_ids")
 
+    def _key_positions(self, ids: torch.Tensor, placeholder: torch.Tensor, ctx: dict) -> torch.Tensor:
+        """[B, L] bool: the tokens each sample's images attend to, by `MuNGConfig.keys`.
+
+        prompt (default): no placeholders / special ids / padding / answer (labels != -100);
+        after_image (the authors' LLaVA code): non-padding tokens after the row's last visual
+        placeholder, the answer included; non_image (the authors' Qwen code): every token that
+        is not a visual placeholder, padding and answer included."""
+        rule = self.keys
+        mask = ctx.get("attention_mask")
+        if rule == "non_image":
+            return ~placeholder
+        if rule == "after_image":
+            pos = torch.arange(ids.shape[1], device=ids.device).expand_as(ids)
+            last = torch.where(placeholder, pos, torch.full_like(pos, -1)).max(dim=1, keepdim=True).values
+            keep = pos > last
+            return keep & mask.to(torch.bool) if mask is not None else keep
+        keep = torch.ones_like(ids, dtype=torch.bool)
+        for tid in self.spec.exclude_token_ids:
+            keep &= ids != tid
+        keep &= ~placeholder
+        if mask is not None:
+            keep &= mask.to(torch.bool)
+        if ctx.get("labels") is not None:
+            keep &= ctx["labels"] == -100
+        return keep
+
     def _apply(self, per_image: list[torch.Tensor], ctx: dict, grid_thw) -> list[torch.Tensor]:
         ids = ctx["input_ids"]
         n_per = [t.shape[0] for t in per_image]
@@ -190,15 +218,7 @@ class MuNGInjector:
                 raise RuntimeError("more visual tokens than image placeholders in input_ids")
             image_to_sample.append(row)
             used += n
-        # keys: the sample's own text tokens, no placeholders / padding / answer
-        keep = torch.ones_like(ids, dtype=torch.bool)
-        for tid in self.spec.exclude_token_ids:
-            keep &= ids != tid
-        keep &= ~placeholder
-        if ctx.get("attention_mask") is not None:
-            keep &= ctx["attention_mask"].to(torch.bool)
-        if ctx.get("labels") is not None:
-            keep &= ctx["labels"] == -100
+        keep = self._key_positions(ids, placeholder, ctx)
         with torch.no_grad():
             emb = self.host.get_input_embeddings()(ids)
         lengths = [int(keep[s].sum()) for s in image_to_sample]

@@ -8,6 +8,7 @@ finite weights are kept).
 """
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 
@@ -19,6 +20,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import get_cosine_schedule_with_warmup
 
+from .config import MuNGRecipe
 from .generator import MuNGGenerator
 from .injector import MuNGInjector
 
@@ -86,6 +88,14 @@ def _loop(accelerator, params_module, optimizer, scheduler, loader, steps, forwa
     finally:
         bar.close()
     return TrainResult(step, time.time() - t0, losses, interrupted)
+
+
+def warmup_steps(recipe: MuNGRecipe, steps: int) -> int:
+    """Warm-up steps of generator training: ceil(steps * warmup_ratio) (Hugging Face Trainer,
+    as the released codes), or the project's max(1, steps // 20) when the ratio is None."""
+    if recipe.warmup_ratio is None:
+        return max(1, steps // 20)
+    return math.ceil(steps * recipe.warmup_ratio)
 
 
 class VisionAuxHeads(nn.Module):
@@ -192,14 +202,19 @@ def train_host(bundle, items, *, steps=1500, batch_size=32, lr=1e-3, seed=0, acc
 
 
 def train_generator(bundle, generator: MuNGGenerator, items, *, steps=600, batch_size=32, lr=5e-4, seed=0,
-                    accelerator=None) -> TrainResult:
-    """Train only the MuNG generator; the host stays frozen (eval mode, requires_grad False)."""
+                    accelerator=None, recipe: MuNGRecipe | None = None) -> TrainResult:
+    """Train only the MuNG generator; the host stays frozen (eval mode, requires_grad False).
+
+    AdamW + cosine with warm-up. `recipe` (config.MUNG_RECIPES, e.g. "qwen_code"): its lr,
+    weight decay, betas and warm-up replace `lr` and the defaults (weight decay 0, betas
+    (0.9, 0.999), warm-up max(1, steps // 20))."""
     acc = accelerator or make_accelerator()
     host = bundle.model.to(acc.device)
     injector = MuNGInjector(host, generator).attach()
     generator.train()
-    opt = torch.optim.AdamW(generator.parameters(), lr=lr, weight_decay=0.0)
-    sched = get_cosine_schedule_with_warmup(opt, max(1, steps // 20), steps)
+    r = recipe or MuNGRecipe(lr=lr)
+    opt = torch.optim.AdamW(generator.parameters(), lr=r.lr, weight_decay=r.weight_decay, betas=tuple(r.betas))
+    sched = get_cosine_schedule_with_warmup(opt, warmup_steps(r, steps), steps)
     loader = _loader(bundle, items, batch_size, seed)
     wrapped, opt, loader, sched = acc.prepare(generator, opt, loader, sched)
     injector.generator = wrapped          # hooks call the (possibly DDP-wrapped) module

@@ -18,6 +18,16 @@ GENERATORS = {
 SIGMA_MODES = ("abs", "exp", "softplus", "none")
 TEXT_SIGMA_MODES = ("same",) + SIGMA_MODES  # "same": the text generator uses `sigma` too
 FUSIONS = ("add", "mul")
+# The authors' released code in NoiseConfig terms (METHOD.md; tests/test_authors_equivalence.py
+# checks the generators against their computation). clip_vpn.py: visual feature + CA without
+# 1/sqrt(d), query detached, sigma = |Linear|; prompt + LE with 16 "x" placeholders, N(0, 0.02)
+# init, sigma_t used raw. The `authors` preset's noise (experiment.py).
+AUTHORS_NOISE = {"visual_location": "feature", "visual_generator": "ca", "text_location": "prompt",
+                 "text_generator": "le", "fusion": "add", "ca_scale": False, "ca_detach_query": True,
+                 "sigma": "abs", "text_sigma": "none", "n_ctx": 16, "init_std": 0.02, "train_draws": 1}
+# clip_vpn_cnn_image.py: their raw-image CNN, fixed hand-written prompts, no text noise.
+AUTHORS_CNN_NOISE = {"visual_location": "image", "visual_generator": "cnn_authors", "text_location": "none",
+                     "fusion": "add", "sigma": "abs", "image_noise_scale": 0.1, "train_draws": 1}
 
 
 from pini_core.errors import ConfigError  # noqa: E402  (one error hierarchy, issue 12)
