@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, List, Tuple
+from typing import Any, Callable, List, Tuple
 
 import gradio as gr
 
@@ -13,4 +13,7 @@ class BuildContext:
     default_spec: str  # the backbone the page opens on
     example_dropdowns: List[gr.Dropdown] = field(default_factory=list)  # refreshed on model change
     generator_status: List[gr.Markdown] = field(default_factory=list)  # refreshed after training
-    page_load: List[Tuple[Any, list, list]] = field(default_factory=list)  # (fn, inputs, outputs) on page load
+    # (fn, inputs, outputs) or (fn, inputs, outputs, extra app.load keyword arguments), run on page load
+    page_load: List[Tuple[Any, ...]] = field(default_factory=list)
+    # zero-argument callables computing a tab's default result at start-up (demo.preview)
+    warm: List[Callable[[], Any]] = field(default_factory=list)

@@ -28,38 +28,58 @@ def _show(im) -> np.ndarray:
     return np.asarray(im)
 
 
-def render(maps: Dict[str, Any], image, where: str, seed: int, label: str, classnames=None):
+def verdict(probs, classnames, true) -> str:
+    """'prediction with this draw: circle ✓ (true label: circle)' for the status line."""
+    if probs is None or not classnames:
+        return ""
+    pred = classnames[int(np.argmax(probs))]
+    if not true:
+        return f"Prediction with this draw of ε: **{pred}** (true label unknown: your upload)."
+    if true not in classnames:
+        return f"Prediction with this draw of ε: **{pred}**; the true label *{true}* is not one of this generator's classes."
+    mark = "✓ right" if pred == true else "✗ wrong"
+    return f"True label: **{true}**. Prediction with this draw of ε: **{pred}** — {mark}."
+
+
+def render(maps: Dict[str, Any], image, where: str, seed: int, label: str, classnames=None, true=None):
     kind = maps.get("kind", "none")
     clean = _show(maps["clean_image"])
-    info: Dict[str, Any] = {"image": where, "generator": label, "kind": kind, "seed": seed}
+    info: Dict[str, Any] = {"image": where, "generator": label, "kind": kind, "seed": seed, "true_label": true}
+    classnames = list(classnames or [])
+    if maps.get("probs") is not None and classnames:
+        info["prediction_this_draw"] = classnames[int(np.argmax(maps["probs"]))]
+    said = verdict(maps.get("probs"), classnames, true)
+    raw_label = f"Raw image (as the model sees it){' · true label: ' + true if true else ''}"
     if kind == "image":
         info.update(mu=_stats(maps["mu"]), sigma=_stats(maps["sigma"]), noise=_stats(maps["noise"]))
-        return (gr.update(value=clean, label="Raw image (as the model sees it)"),
-                gr.update(value=_show(maps["noisy_image"]), label="Noise-injected image"),
-                gr.update(value=plots.heatmap(maps["mu_map"], "μ (mean over RGB)", "coolwarm", "pixel units"),
+        return (gr.update(value=clean, label=raw_label),
+                gr.update(value=_show(maps["noisy_image"]), label=f"Noise-injected image (seed {seed})"),
+                gr.update(value=plots.heatmap(maps["mu_map"], "μ heatmap (mean over RGB; 0 = white)",
+                                              label="pixel units (normalised)", centred=True),
                           label="μ heatmap"),
-                gr.update(value=plots.heatmap(maps["sigma_map"], "σ (mean over RGB)", "magma", "pixel units"),
+                gr.update(value=plots.heatmap(maps["sigma_map"], "σ heatmap (mean over RGB; from 0)",
+                                              label="pixel units (normalised)"),
                           label="σ heatmap"),
-                info, f"One draw of ε with seed {seed} on {where}.")
+                info, f"One draw of ε with seed {seed} on {where} ({label}). {said}")
     if kind == "feature":
         info.update(mu=_stats(maps["mu"]), sigma=_stats(maps["sigma"]), noise=_stats(maps["noise"]),
                     cosine_clean_vs_noisy=maps.get("cosine"), shift_norm=maps.get("shift_norm"),
                     feature_norm=maps.get("feature_norm"))
         attn = maps.get("class_attention")
-        if attn is not None and len(np.ravel(attn)) == len(classnames or []):
+        if attn is not None and len(np.ravel(attn)) == len(classnames):
             # the CA generator's query (the image) attends over the class text features
             info["generator_attention_over_classes"] = {c: round(float(a), 4)
                                                         for c, a in zip(classnames, np.ravel(attn))}
-        shift = plots.vector_bars({"clean embedding": maps["clean_feature"], "noisy embedding": maps["noisy_feature"]},
-                                  f"Embedding shift: |Δ| = {maps.get('shift_norm', 0):.3f}, "
-                                  f"cos = {maps.get('cosine', 0):.3f}")
-        return (gr.update(value=clean, label="Raw image (as the model sees it)"),
+        shift = plots.feature_shift(maps["clean_feature"], maps["noisy_feature"], float(maps.get("shift_norm", 0)),
+                                    float(maps.get("cosine", 0)), maps.get("feature_norm"))
+        return (gr.update(value=clean, label=raw_label),
                 gr.update(value=shift, label="Shift of the image embedding"),
-                gr.update(value=plots.vector_bars({"μ": maps["mu"]}, "μ over the feature"), label="μ over the feature"),
-                gr.update(value=plots.vector_bars({"σ": maps["sigma"]}, "σ over the feature"),
+                gr.update(value=plots.feature_bars(maps["mu"], "μ over the image embedding", "μ", signed=True),
+                          label="μ over the feature"),
+                gr.update(value=plots.feature_bars(maps["sigma"], "σ over the image embedding", "σ", signed=False),
                           label="σ over the feature"),
-                info, f"Feature-level noise: one draw of ε with seed {seed} on {where}.")
-    return (gr.update(value=clean, label="Raw image"), gr.update(value=None), gr.update(value=None),
+                info, f"Feature-level noise ({label}): one draw of ε with seed {seed} on {where}. {said}")
+    return (gr.update(value=clean, label=raw_label), gr.update(value=None), gr.update(value=None),
             gr.update(value=None), info,
             "This generator adds no visual noise (its noise is on the text side): see the "
             "*Prompt distribution* tab.")

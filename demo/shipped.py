@@ -1,8 +1,16 @@
-"""The PiNI generator shipped in checkpoints/pini/ for the embedded model, so every tab
+"""The PiNI generators shipped in checkpoints/pini/ for the embedded model, so every tab
 shows learned noise before anyone has trained anything. Loaded once, shared read-only;
-a session that trains or loads its own generator uses that one instead."""
+a session that trains or loads its own generator uses that one instead.
+
+Two kinds are shipped (tests/test_shipped_pini.py checks there is exactly one of each):
+- the *default* (feature-level noise, the paper's defaults; folder named after its task):
+  every tab uses it until the session trains or loads its own;
+- a *raw-image* generator (CNN noise on the pixels) for the same task: the Noise tab opens
+  on it, so the paper's Figure 4 (noisy image, per-pixel μ and σ) is there at once.
+"""
 from __future__ import annotations
 
+import json
 import threading
 from pathlib import Path
 from typing import Any, List, Optional, Tuple
@@ -12,10 +20,31 @@ _LOCK = threading.Lock()
 _LOADED: dict = {}
 
 
-def shipped_folder() -> Optional[Path]:
+def _folders() -> List[Tuple[Path, str]]:
+    """(folder, visual location) of every shipped generator, sorted by name."""
     if not SHIPPED_DIR.is_dir():
-        return None
-    found = sorted(p for p in SHIPPED_DIR.iterdir() if (p / "pini_config.json").exists())
+        return []
+    out = []
+    for p in sorted(SHIPPED_DIR.iterdir()):
+        cfg = p / "pini_config.json"
+        if cfg.is_file():
+            try:
+                loc = json.loads(cfg.read_text()).get("noise", {}).get("visual_location", "")
+            except (OSError, ValueError):
+                continue
+            out.append((p, loc))
+    return out
+
+
+def shipped_folder() -> Optional[Path]:
+    """The default shipped generator (not raw-image noise): the one every tab opens on."""
+    found = [p for p, loc in _folders() if loc != "image"]
+    return found[0] if found else None
+
+
+def shipped_image_folder() -> Optional[Path]:
+    """The shipped raw-image generator (the Noise tab's Figure 4), or None."""
+    found = [p for p, loc in _folders() if loc == "image"]
     return found[0] if found else None
 
 
@@ -29,9 +58,7 @@ def shipped_task() -> Optional[str]:
     return read_config(folder).get("data", {}).get("dataset")
 
 
-def shipped_generator(backbone) -> Optional[Tuple[Any, str, List[Any]]]:
-    """(model, label, held-out test images) for the embedded backbone, or None."""
-    folder = shipped_folder()
+def _load(folder: Optional[Path], backbone) -> Optional[Tuple[Any, str, List[Any]]]:
     if folder is None or backbone is None:
         return None
     key = (str(folder), id(backbone))
@@ -42,8 +69,25 @@ def shipped_generator(backbone) -> Optional[Tuple[Any, str, List[Any]]]:
 
             data = read_config(folder).get("data", {})
             model = load_pini(folder, backbone)
+            model._app_shipped = True  # shared by all sessions: results on it may be cached
             test = get_dataset(data["dataset"], seed=data.get("seed", 1)).test if data.get("dataset") else []
-            label = f"shipped generator (checkpoints/pini/{folder.name}, trained on {data.get('dataset', '?')})"
-            _LOADED.clear()
+            kind = "raw-image " if model.noise_cfg.visual_location == "image" else ""
+            label = f"shipped {kind}generator (checkpoints/pini/{folder.name}, trained on {data.get('dataset', '?')})"
+            for k in [k for k in _LOADED if k[1] != id(backbone)]:  # another backbone object: drop
+                del _LOADED[k]
             _LOADED[key] = (model, label, list(test))
         return _LOADED[key]
+
+
+def shipped_generator(backbone) -> Optional[Tuple[Any, str, List[Any]]]:
+    """(model, label, held-out test images) of the default generator, or None."""
+    return _load(shipped_folder(), backbone)
+
+
+def shipped_image_generator(backbone) -> Optional[Tuple[Any, str, List[Any]]]:
+    """(model, label, held-out test images) of the raw-image generator, or None."""
+    return _load(shipped_image_folder(), backbone)
+
+
+def is_shipped(model) -> bool:
+    return bool(getattr(model, "_app_shipped", False))

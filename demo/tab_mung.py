@@ -10,7 +10,7 @@ import gradio as gr
 
 from pini_core.spaces import gpu
 
-from demo import engine
+from demo import engine, preview
 from demo.context import BuildContext
 from demo.util import friendly
 
@@ -42,96 +42,196 @@ def _host_and_injector():
 
 
 def _examples():
-    """(name, image, question) from the toy VQA world (the questions MuNG was trained on)."""
+    """(name, image, question, true answer) chosen by the rule in pini_core/world/examples.py
+    (assets/examples/examples.json, default first); without it, the first 6 held-out items."""
     if "examples" not in _LOADED:
-        from pini_core.mung.vqa_data import make_vqa
+        from PIL import Image
 
-        items = make_vqa(6, "shifted", seed=7)
-        _LOADED["examples"] = [(f"{i + 1}: {it.question}", it.image, it.question) for i, it in enumerate(items)]
+        from demo.examples import mung_examples
+
+        rows = mung_examples()
+        if rows:
+            out = []
+            for r in rows:
+                with Image.open(r["path"]) as im:
+                    out.append((r["name"], im.convert("RGB"), r["question"], r["true"]))
+        else:
+            from pini_core.mung.cli import TEST_SEED
+            from pini_core.mung.vqa_data import make_vqa
+
+            items = make_vqa(6, "shifted", seed=TEST_SEED)
+            out = [(f"{i + 1}: {it.question}", it.image, it.question, it.answer) for i, it in enumerate(items)]
+        _LOADED["examples"] = out
     return _LOADED["examples"]
+
+
+def _counts_line() -> str:
+    """'MuNG fixes 2, breaks 1 of these 5', from the recorded outcomes of the listed examples
+    (pini_core.world.examples, re-run by `python -m pini_core examples`)."""
+    from demo.examples import examples_record
+    from pini_core.world.examples import summary_line
+
+    rec = examples_record().get("mung") or {}
+    if not rec.get("examples"):
+        return ""
+    pop, n = rec.get("population", {}), rec.get("held_out", {}).get("n")
+    return (f"The examples were chosen by a fixed rule on held-out questions (not for success): "
+            f"{summary_line(rec['chosen_counts'], len(rec['examples']), 'MuNG')}. On all {n} held-out questions: "
+            f"{pop.get('accuracy_without_noise', 0):.1f}% right without noise, "
+            f"{pop.get('accuracy_with_noise', 0):.1f}% with MuNG noise (seed {rec['held_out'].get('noise_seed', 0)}).")
+
+
+def _square(img):
+    """Pad an upload to a square (the model's input is square) instead of squashing it."""
+    from PIL import Image, ImageOps
+
+    w, h = img.size
+    if w == h:
+        return img
+    side = max(w, h)
+    fill = tuple(int(v) for v in ImageOps.fit(img, (1, 1)).getpixel((0, 0)))  # its mean colour
+    out = Image.new("RGB", (side, side), fill)
+    out.paste(img.convert("RGB"), ((side - w) // 2, (side - h) // 2))
+    return out
+
+
+def _check_words(bundle, question: str) -> None:
+    """QuestionError naming the words the host's tokenizer would read as <unk> (never silently)."""
+    from pini_core.mung.toy_mllm import QuestionError, question_words
+
+    tok = bundle.tokenizer
+    unk_id = getattr(tok, "unk_token_id", None)
+    if unk_id is None or not hasattr(tok, "convert_tokens_to_ids"):
+        return
+    vocab = tok.get_vocab() if hasattr(tok, "get_vocab") else {}
+    words = [w for w in question_words(question) if w not in vocab]
+    unknown = [w for w in dict.fromkeys(words) if tok.convert_tokens_to_ids(w) == unk_id]
+    if unknown and len(vocab) < 2000:  # a word-level toy vocabulary: the words it knows can be listed
+        known = sorted(w for w in vocab if not (w.startswith("<") and w.endswith(">")))
+        raise QuestionError(f"The toy model does not know the word{'s' if len(unknown) > 1 else ''} "
+                            f"{', '.join(repr(w) for w in unknown)}; it would read "
+                            f"{'them' if len(unknown) > 1 else 'it'} as 'unknown' and answer nonsense. "
+                            f"Its {len(known)} words: {' '.join(known)}.")
+
+
+def _true_answer(name, question):
+    for n, _, q, a in _examples():
+        if n == name and q.strip().lower() == (question or "").strip().lower():
+            return a
+    return None
+
+
+def compute(name, up, q, seed_v):
+    """The MuNG tab's seven outputs (cached per example, question and seed: the model is shared)."""
+    if up:
+        from pini_core.uploads import open_uploaded_image
+
+        img, where = _square(open_uploaded_image(up)), "your upload"
+    else:
+        match = [im for n, im, _, _ in _examples() if n == name]
+        if not match:
+            raise gr.Error("Pick an example or upload an image first.", print_exception=False)
+        img, where = match[0], "the example"
+    q = (q or "").strip()
+    if not q:
+        raise gr.Error("Type a question about the image (e.g. 'which colour has the star ?').",
+                       print_exception=False)
+    seed = int(seed_v or 0)
+    true = None if up else _true_answer(name, q)
+    key = None if up else ("mung", name, q.lower(), seed)
+    return preview.cached(key, lambda: _explain(img, where, q, seed, true))
+
+
+def _explain(img, where, q, seed, true):
+    import numpy as np
+
+    from demo import plots
+    from pini_core.mung.visualize import explain
+
+    with _LOCK:
+        bundle, inj = _host_and_injector()
+        _check_words(bundle, q)
+        ex = explain(bundle, inj, img, q, seed=seed)
+    up_ = ex.upsampled
+    diff = ex.relevance_after - ex.relevance_before
+    vmax = float(max(np.abs(ex.relevance_before).max(), np.abs(ex.relevance_after).max())) or 1e-12
+    strip = plots.mung_strip(ex.image, ex.tokens, ex.attention_per_token,
+                             "Generator attention per question word (÷ uniform, one shared scale)")
+
+    def mark(ans):
+        if true is None:
+            return ""
+        ok = (ans or "").lower().replace(".", " ").split()[:1] == [true.lower()]
+        return " · ✓ right" if ok else f" · ✗ wrong (true: {true})"
+
+    numbers = {"image": where, "question": q, "seed": seed, "true_answer": true, "target word": ex.target,
+               "generator key words": ex.tokens, "answer_without_noise": ex.answer_before,
+               "answer_with_noise": ex.answer_after,
+               "attention_vs_uniform_range": [float(ex.attention_mean.min() * ex.attention_mean.size),
+                                              float(ex.attention_mean.max() * ex.attention_mean.size)],
+               "relevance_before_sum": float(ex.relevance_before.sum()),
+               "relevance_after_sum": float(ex.relevance_after.sum()),
+               "relevance_change_abs_mean": float(np.abs(diff).mean())}
+    return (plots.attention_overlay(ex.image, ex.attention_mean, "Generator attention (mean over words)"),
+            plots.relevance_overlay(ex.image, up_(ex.relevance_before), f"Relevance for '{ex.target}', no noise", vmax),
+            plots.relevance_overlay(ex.image, up_(ex.relevance_after), f"Relevance for '{ex.target}', with noise",
+                                    vmax),
+            strip,
+            gr.update(value=ex.answer_before, label="Answer without noise" + mark(ex.answer_before)),
+            gr.update(value=ex.answer_after, label="Answer with MuNG noise" + mark(ex.answer_after)),
+            numbers)
 
 
 def _build_live(ctx: BuildContext) -> None:
     gr.Markdown("The shipped model is a *toy* multimodal LLM (a tiny LLaVA trained on the project's procedural "
-                "world) with a trained MuNG generator. Both relevance maps use the **same ε** (seeded), so the "
-                "only difference between them is the noise.")
+                "world) with a trained MuNG generator. Both relevance maps use the **same ε** (seeded) and the "
+                "same colour scale, so the only difference between them is the noise. Attention is shown "
+                "relative to uniform attention (white = uniform), so nearly uniform attention looks pale.")
+    gr.Markdown(_counts_line(), elem_id="mung-counts")
+    names = [n for n, _, _, _ in _examples()]
     with gr.Row():
-        names = [n for n, _, _ in _examples()]
-        example = gr.Dropdown(choices=names, value=names[0], label="Example (image + question)", scale=2)
-        upload = gr.File(label="…or upload an image", file_types=["image"], type="filepath", scale=2, height=110)
+        with gr.Column(scale=3):
+            example = gr.Dropdown(choices=names, value=names[0], label="Example (image + question)")
+            upload = gr.File(label="…or upload an image (padded to a square)", file_types=["image"],
+                             type="filepath", height=110)
+        shown = gr.Image(value=_examples()[0][1], label=f"Example · true answer: {_examples()[0][3]}",
+                         format="png", interactive=False, elem_id="mung-example", height=160, scale=1,
+                         min_width=140)
     with gr.Row():
         question = gr.Textbox(value=_examples()[0][2], label="Question", scale=3)
-        seed = gr.Number(value=0, precision=0, label="Seed (ε)")
-        run = gr.Button("Explain", variant="primary")
+        seed = gr.Number(value=0, precision=0, label="Seed (ε)", scale=1)
+        run = gr.Button("Explain", variant="primary", scale=1)
     with gr.Row():
+        ans_before = gr.Textbox(label="Answer without noise", interactive=False, elem_id="mung-before")
+        ans_after = gr.Textbox(label="Answer with MuNG noise", interactive=False, elem_id="mung-after")
+    with gr.Row(equal_height=True):
         attn = gr.Image(label="Generator attention over patches", format="png", interactive=False,
-                        elem_id="mung-attention")
-        before = gr.Image(label="Relevance before noise", format="png", interactive=False)
-        after = gr.Image(label="Relevance after noise (same ε)", format="png", interactive=False)
-    per_token = gr.Image(label="Attention per question word, and relevance before / after", format="png",
-                         interactive=False)
-    with gr.Row():
-        ans_before = gr.Textbox(label="Answer without noise", interactive=False)
-        ans_after = gr.Textbox(label="Answer with MuNG noise", interactive=False)
-    info = gr.JSON(label="Numbers")
+                        elem_id="mung-attention", show_label=False)
+        before = gr.Image(label="Relevance before noise", format="png", interactive=False, show_label=False)
+        after = gr.Image(label="Relevance after noise (same ε)", format="png", interactive=False, show_label=False)
+    per_token = gr.Image(label="Attention per question word", format="png", interactive=False,
+                         show_label=False, elem_id="mung-strip")
+    info = gr.JSON(label="Numbers", open=False)
 
     def pick(name):
-        for n, _, q in _examples():
+        for n, im, q, a in _examples():
             if n == name:
-                return q
-        return gr.update()
+                return q, gr.update(value=im, label=f"Example · true answer: {a}")
+        return gr.update(), gr.update()
 
     @friendly
     @gpu
     def explain_one(name, up, q, seed_v):
-        import numpy as np
+        return compute(name, up, q, seed_v)
 
-        from demo import plots
-        from pini_core.mung.visualize import explain, explanation_figure
-
-        if up:
-            from pini_core.uploads import open_uploaded_image
-
-            img, where = open_uploaded_image(up), "your upload"
-        else:
-            match = [im for n, im, _ in _examples() if n == name]
-            if not match:
-                raise gr.Error("Pick an example or upload an image first.", print_exception=False)
-            img, where = match[0], "the example"
-        q = (q or "").strip()
-        if not q:
-            raise gr.Error("Type a question about the image (e.g. 'what colour is the circle?').",
-                           print_exception=False)
-        with _LOCK:
-            bundle, inj = _host_and_injector()
-            ex = explain(bundle, inj, img, q, seed=int(seed_v or 0))
-            fig = explanation_figure(ex)
-            from matplotlib.backends.backend_agg import FigureCanvasAgg
-
-            canvas = FigureCanvasAgg(fig)
-            canvas.draw()
-            strip = np.asarray(canvas.buffer_rgba())[..., :3].copy()
-            import matplotlib.pyplot as plt
-
-            plt.close(fig)
-        up_ = ex.upsampled
-        diff = ex.relevance_after - ex.relevance_before
-        numbers = {"image": where, "question": q, "seed": int(seed_v or 0), "target word": ex.target,
-                   "generator key words": ex.tokens, "answer_without_noise": ex.answer_before,
-                   "answer_with_noise": ex.answer_after,
-                   "relevance_before_sum": float(ex.relevance_before.sum()),
-                   "relevance_after_sum": float(ex.relevance_after.sum()),
-                   "relevance_change_abs_mean": float(np.abs(diff).mean())}
-        return (plots.overlay(ex.image, up_(ex.attention_mean), "generator attention (mean over words)"),
-                plots.overlay(ex.image, up_(ex.relevance_before), f"relevance for '{ex.target}', no noise"),
-                plots.overlay(ex.image, up_(ex.relevance_after), f"relevance for '{ex.target}', with noise"),
-                strip, ex.answer_before, ex.answer_after, numbers)
-
-    example.change(pick, [example], [question], api_visibility="private", queue=False)
-    run.click(explain_one, [example, upload, question, seed],
-              [attn, before, after, per_token, ans_before, ans_after, info], api_name="mung")
-
-
+    ins = [example, upload, question, seed]
+    outs = [attn, before, after, per_token, ans_before, ans_after, info]
+    example.change(pick, [example], [question, shown], api_visibility="private", queue=False).then(
+        explain_one, ins, outs, api_visibility="private")
+    run.click(explain_one, ins, outs, api_name="mung")
+    ctx.page_load.append((explain_one, ins, outs, {"concurrency_id": "preview", "concurrency_limit": 8}))
+    default = _examples()[0]
+    ctx.warm.append(lambda: compute(default[0], None, default[2], 0))
 
 
 def build(ctx: BuildContext) -> None:
@@ -141,8 +241,7 @@ def build(ctx: BuildContext) -> None:
     note = engine.notice("mung")
     if not note and not _shipped_mung():
         note = ("**Not available yet:** no trained MuNG generator is shipped in `checkpoints/mung/` in this "
-                "installation, so there is nothing honest to show. Train one with `python -m pini_core mung "
-                "train` (see docs/app.md).")
+                "installation, so there is nothing honest to show. See docs/mung.md for how to train one.")
     if note:
         gr.Markdown(note)
         return

@@ -5,10 +5,37 @@ import gradio as gr
 
 from pini_core.spaces import gpu
 
-from demo import engine
+from demo import engine, preview
 from demo.context import BuildContext
 from demo.session import SessionState
 from demo.util import backbone, friendly, generator
+
+
+HOW_TO_READ = (
+    "**How to read the table.** One row per position of the prompt template (the template's own "
+    "word is in *template word*; rows marked *x* are the learnable placeholder tokens). Column **1** "
+    "holds the word that was most often among the k nearest vocabulary entries of the noisy embedding "
+    "at that position, column **2** the second most often, and so on up to column k; the number in "
+    "brackets is in how many of the N draws it was among the k nearest (at most N). A cell can hold a "
+    "**sub-word piece** (such as *cre* from *crescent*): CLIP's tokenizer splits rarer words into "
+    "pieces and each piece has its own embedding, so the nearest entry may be a piece, not a whole word.")
+
+
+def compute(n_draws, k_words, seed_v, state: SessionState, progress=preview.no_progress):
+    backbone(state, progress)
+    method = generator(state)
+    n_draws, k_words, seed_v = int(n_draws), int(k_words), int(seed_v or 0)
+    mkey = preview.model_key(method)
+    key = ("prompt", mkey, n_draws, k_words, seed_v) if mkey else None
+
+    def run():
+        decode_prompt_noise = engine.get("decode")
+        progress(0.3, desc="Decoding ...")
+        rows = decode_prompt_noise(method, n_draws=n_draws, k=k_words, seed=seed_v)
+        return _table(rows, k_words), (f"{n_draws} draws, {k_words} nearest words, seed {seed_v} "
+                                       f"({state.method_label}).")
+
+    return preview.cached(key, run)
 
 
 def build(ctx: BuildContext) -> None:
@@ -25,22 +52,28 @@ def build(ctx: BuildContext) -> None:
         k = gr.Slider(1, 10, value=5, step=1, label="k nearest words")
         seed = gr.Number(value=0, precision=0, label="Seed")
         run = gr.Button("Decode the prompt noise", variant="primary")
+    status = gr.Markdown(elem_id="prompt-status")
+    gr.Markdown(HOW_TO_READ)
     table = gr.Dataframe(label="Most frequent nearest words per template position (count over N draws)",
-                         interactive=False, wrap=True)
-    status = gr.Markdown()
+                         interactive=False, wrap=False, elem_id="prompt-table", elem_classes=["pini-table"],
+                         max_height=520)
 
     @friendly
     @gpu
     def decode(n_draws, k_words, seed_v, state: SessionState, progress=gr.Progress()):
-
-        backbone(state, progress)
-        method = generator(state)
-        decode_prompt_noise = engine.get("decode")
-        progress(0.3, desc="Decoding ...")
-        rows = decode_prompt_noise(method, n_draws=int(n_draws), k=int(k_words), seed=int(seed_v or 0))
-        return _table(rows, int(k_words)), f"{int(n_draws)} draws, {int(k_words)} nearest words ({state.method_label})."
+        return compute(n_draws, k_words, seed_v, state, progress)
 
     run.click(decode, [n, k, seed, ctx.session], [table, status], api_name="prompt_distribution")
+    ctx.page_load.append((decode, [n, k, seed, ctx.session], [table, status],
+                          {"concurrency_id": "preview", "concurrency_limit": 8}))
+    defaults = (n.value, k.value, seed.value)
+
+    def warm():
+        from demo.session import SessionState as S
+
+        compute(*defaults, S(backbone_spec=ctx.default_spec))
+
+    ctx.warm.append(warm)
 
 
 def _table(rows, k):

@@ -440,6 +440,7 @@ def load_pini(path: str | os.PathLike, backbone: Backbone, classnames=None) -> P
     model.load_state_dict({k: v.to(backbone.device) for k, v in state.items()}, strict=True)
     model.eval()
     model.metrics = cfg.get("metrics") or {}
+    model.checkpoint_config = cfg  # provenance (task, recipe, data seed): e.g. the meter rebuilds held-out images
     return model
 
 

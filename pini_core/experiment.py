@@ -20,7 +20,7 @@ Defaults live in one place: the named presets below. The dataclass field default
 |         |                                         | (METHOD.md): lr 1e-3, 100 epochs, CA without  |
 |         |                                         | scaling, one random draw per test batch,      |
 |         |                                         | fresh augmentation every epoch, last partial  |
-|         |                                         | batch dropped                                 |
+|         |                                         | batch dropped, Dassl's cosine over all epochs |
 | toy     | the recipe for the embedded toy CLIP    | chosen on the toy tasks' val splits (the      |
 |         |                                         | shipped generator's command, README): lr      |
 |         |                                         | 0.02, 100 epochs, no augmentation (CoOp's     |
@@ -39,10 +39,10 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from .data.names import canonical_dataset
 from .errors import ConfigError
-from .noise.config import NoiseConfig, NoiseConfigError
+from .noise.config import AUTHORS_NOISE, NoiseConfig, NoiseConfigError
 
 OPTIMIZERS = ("sgd", "adamw")
-SCHEDULES = ("cosine", "cosine_step", "warmup_cosine_step", "constant")
+SCHEDULES = ("cosine", "cosine_dassl", "cosine_step", "warmup_cosine_step", "constant")
 EVAL_MODES = ("mean", "single", "average")
 PRECISIONS = ("fp32", "amp")
 MAX_SEED = 2 ** 32 - 1  # numpy / torch seeds must fit; larger ones overflow deep inside
@@ -278,7 +278,7 @@ PRESET_DOCS = {
 PRESETS = tuple(PRESET_DOCS)
 
 # Each preset is a set of differences from the dataclass defaults (= paper).
-_PRESET_NOISE = {"paper": {}, "authors": {"ca_scale": False}, "toy": {}}
+_PRESET_NOISE = {"paper": {}, "authors": dict(AUTHORS_NOISE), "toy": {}}  # AUTHORS_NOISE: unscaled CA, raw LE sigma
 _PRESET_EVAL = {"paper": {}, "authors": {"mode": "single"}, "toy": {}}
 
 
@@ -311,7 +311,7 @@ def reference_recipe(method: str, shots: int, dataset: str = "", preset: str = "
         if preset == "toy":
             return Recipe(epochs=100, lr=0.02, augment=False)
         if preset == "authors":
-            return Recipe(epochs=100, lr=1e-3, aug_views=FRESH_VIEWS, drop_last=True)
+            return Recipe(epochs=100, lr=1e-3, aug_views=FRESH_VIEWS, drop_last=True, schedule="cosine_dassl")
         return Recipe(epochs=100 if imagenet else 200, lr=1e-3 if imagenet else 2e-3)
     return Recipe()
 

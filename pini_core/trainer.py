@@ -82,8 +82,9 @@ class _CachedViews(Dataset):
 def lr_at(recipe: Recipe, epoch: int, step: int = 0, steps_per_epoch: int = 1) -> float:
     """Learning rate at `step` (0-based, within `epoch`) of the recipe's schedule.
 
-    cosine (Dassl, CoOp/PiNI): `warmup_epochs` at constant `warmup_lr`, then
+    cosine (CoOp/PiNI): `warmup_epochs` at constant `warmup_lr`, then
         lr/2 (1 + cos(pi (e - w) / (E - w))), set once per epoch;
+    cosine_dassl (the authors' Dassl configs): the same with span E: lr/2 (1 + cos(pi (e - w) / E));
     cosine_step (Tip-Adapter-F, torch CosineAnnealingLR): lr/2 (1 + cos(pi t / T)) at
         global step t of T = E * steps_per_epoch;
     warmup_cosine_step (the toy CLIP's pretraining, CLIP-style): linear warm-up over the
@@ -99,7 +100,9 @@ def lr_at(recipe: Recipe, epoch: int, step: int = 0, steps_per_epoch: int = 1) -
         return 0.5 * recipe.lr * (1 + math.cos(math.pi * (t - w) / max(1, total - w)))
     if epoch < recipe.warmup_epochs:
         return recipe.warmup_lr
-    span = max(1, recipe.epochs - recipe.warmup_epochs)
+    # cosine_dassl: Dassl's ConstantWarmupScheduler hands over to CosineAnnealingLR(T_max = E),
+    # so the cosine spans all E epochs and ends above zero; cosine spans the E - w after warm-up
+    span = recipe.epochs if recipe.schedule == "cosine_dassl" else max(1, recipe.epochs - recipe.warmup_epochs)
     return 0.5 * recipe.lr * (1 + math.cos(math.pi * (epoch - recipe.warmup_epochs) / span))
 
 

@@ -5,6 +5,7 @@ The CLI, the app's Train tab and a benchmark cell only translate their inputs in
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -198,3 +199,25 @@ def test_top_level_api():
     assert {"run", "ExperimentConfig", "NoiseConfig", "PiNIModel", "load_backbone"} <= set(dir(pini_core))
     with pytest.raises(AttributeError, match="no attribute 'train'"):
         pini_core.train  # noqa: B018
+
+
+def test_schedules_follow_their_references():
+    """cosine: CoOp-style over the epochs after warm-up; cosine_dassl: Dassl's
+    ConstantWarmupScheduler + CosineAnnealingLR(T_max = E) (the authors' configs), which we
+    step exactly as Dassl does to get the reference values."""
+    import torch
+
+    from pini_core.trainer import lr_at
+
+    E, lr, w = 10, 2e-3, 1
+    r = Recipe(epochs=E, lr=lr, warmup_epochs=w, schedule="cosine_dassl")
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=lr)
+    cos = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=E)
+    expected = [1e-5]  # epoch 0: the constant warm-up epoch
+    for _ in range(1, E):  # Dassl: after warm-up the successor starts at its own epoch 0 and steps per epoch
+        expected.append(opt.param_groups[0]["lr"])
+        cos.step()
+    assert [lr_at(r, e) for e in range(E)] == pytest.approx(expected, rel=1e-12)
+    plain = Recipe(epochs=E, lr=lr, warmup_epochs=w)
+    assert lr_at(plain, E - 1) == pytest.approx(0.5 * lr * (1 + math.cos(math.pi * (E - 2) / (E - 1))))
+    assert preset_config("authors").recipe.schedule == "cosine_dassl"

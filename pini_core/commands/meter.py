@@ -1,5 +1,9 @@
 """python -m pini_core meter: is the learned noise pi-noise? I(T, eps) = H(T) - H(T|eps).
 
+Prints the same four rows as the app's meter (no noise / random noise of the same scale /
+learned with eps = 0 / learned sampled), what H(T) is, warnings, and the visual
+cross-attention's entropy; the last line is the full result as JSON.
+
   python -m pini_core meter --checkpoint runs/clutter/checkpoint --dataset toy-clutter --plot meter.png
 """
 from __future__ import annotations
@@ -16,30 +20,49 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_data_args(p)
     p.add_argument("--split", default="test")
     p.add_argument("--draws", type=positive_int, default=8, help="noise draws per image for the Monte Carlo estimate")
+    p.add_argument("--images", type=positive_int, default=None,
+                   help="measure on this many images of the split, taken round-robin over the classes "
+                        "(default: all; the app uses 200)")
     p.add_argument("--seed", type=seed_type, default=None,
                    help="dataset split/render seed (default: the one the checkpoint was trained with)")
     p.add_argument("--noise-seed", type=seed_type, default=0, help="seed of the noise draws")
-    p.add_argument("--plot", type=out_file_type, default=None, help="write a bar chart (PNG) here")
+    p.add_argument("--plot", type=out_file_type, default=None, help="write the rows as a chart (PNG) here")
+
+
+def format_rows(res) -> str:
+    """The rows as text: key, H(T|eps), I(T, eps), accuracy, images right, what the row is."""
+    lines = [f"{'noise':13s} {'H(T|eps)':>9s} {'I(T,eps)':>9s} {'acc %':>7s} {'right':>8s}  row"]
+    for r in res["rows"]:
+        lines.append(f"{r['name']:13s} {r['H_T_given_eps']:9.4f} {r['I']:9.4f} {r['accuracy']:7.2f} "
+                     f"{r['correct']:8.2f}  {r['label']} [{r['equation']}]")
+    return "\n".join(lines)
 
 
 def run(args) -> int:
-    from ..analysis.meter import pi_noise_meter
-    from ..analysis.plots import plot_meter
+    from ..analysis.meter import balanced_subset, meter_notes, pi_noise_meter, plot_meter_rows
 
     bb, model, splits, data, _ = checkpoint_and_split(args)
+    if args.images:
+        data = balanced_subset(data, args.images)
     res = pi_noise_meter(model, data, draws=args.draws, seed=args.noise_seed)
-    print(f"H(T) = {res['H_T']:.4f} nats (CLIP with the model's own prompts, no noise; Eq. 3)")
-    print(f"{'noise':8s} {'H(T|eps)':>10s} {'I(T,eps)':>10s} {'acc %':>7s}")
-    for name in ("learned", "random", "none"):
-        r = res[name]
-        print(f"{name:8s} {r['H_T_given_eps']:10.4f} {r['I']:10.4f} {r['accuracy']:7.2f}")
+    notes = meter_notes(res)
+    print(notes[0])
+    print(format_rows(res))
+    for line in notes[1:]:
+        print(line)
     att = res.get("attention")
     if att:
         print(f"visual CA attention over {att['num_classes']} classes (eps = 0): mean entropy "
               f"{att['mean_entropy']:.4f} nats = {att['relative_entropy']:.3f} x ln C; top class "
               f"{att['top_class']!r} for {100 * att['top_class_share']:.1f} % of {att['n']} images")
+    for w in res["warnings"]:
+        print(f"warning: {w}")
     if args.plot:
-        plot_meter(res).savefig(args.plot, dpi=120, bbox_inches="tight")
+        import matplotlib.pyplot as plt
+
+        fig = plot_meter_rows(res, title=f"pi-noise meter: {splits.name}, {args.split} split")
+        fig.savefig(args.plot, dpi=120, bbox_inches="tight")
+        plt.close(fig)
         print(f"plot: {args.plot}")
     print(json.dumps(res))
     return 0

@@ -26,19 +26,22 @@ _RECIPE_FLAGS = {"epochs": "epochs", "lr": "lr", "batch_size": "batch_size", "tr
                  "warmup_epochs": "warmup_epochs"}
 _NOISE_FLAGS = {"visual_location": "visual_location", "visual_generator": "visual_generator",
                 "text_location": "text_location", "text_generator": "text_generator", "fusion": "fusion",
-                "sigma": "sigma", "draws": "train_draws", "n_ctx": "n_ctx"}
+                "sigma": "sigma", "text_sigma": "text_sigma", "draws": "train_draws", "n_ctx": "n_ctx"}
 
 
 def add_noise_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("noise (paper Table 1; unset = the preset's: visual feature + CA, prompt + LE)")
     g.add_argument("--visual-location", default=None, choices=["none", "image", "feature"])
-    g.add_argument("--visual-generator", default=None, choices=["mlp", "cnn", "ca"],
-                   help="image: mlp|cnn|ca ; feature: mlp|ca")
+    g.add_argument("--visual-generator", default=None, choices=["mlp", "cnn", "ca", "cnn_authors"],
+                   help="image: mlp|cnn|ca|cnn_authors (the authors' BatchNorm ResNet, fixed noise energy); "
+                        "feature: mlp|ca")
     g.add_argument("--text-location", default=None, choices=["none", "prompt", "feature"])
     g.add_argument("--text-generator", default=None, choices=["le", "mlp"], help="prompt: le ; feature: le|mlp")
     g.add_argument("--fusion", default=None, choices=["add", "mul"])
     g.add_argument("--sigma", default=None, choices=["abs", "exp", "softplus", "none"],
-                   help="how sigma is kept positive (code: abs)")
+                   help="how sigma is kept positive (code: abs on the CA)")
+    g.add_argument("--text-sigma", default=None, choices=["same", "abs", "exp", "softplus", "none"],
+                   help="the text side's sigma (same: as --sigma; the authors' code: none, sigma_t used raw)")
     g.add_argument("--ca-scale", default=None, action=argparse.BooleanOptionalAction,
                    help="cross-attention with the paper's 1/sqrt(d) (--no-ca-scale: the authors' code)")
     g.add_argument("--draws", type=int, default=None, help="m: noise draws per image in Eq. 13")
