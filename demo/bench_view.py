@@ -24,6 +24,7 @@ class BenchSection:
     description: str  # meta.json's description (the setting, in words); "" if absent
     table_md: Optional[str]  # tables.md without its own top heading and setting paragraph
     figures: List[str] = field(default_factory=list)  # Figure 5 first
+    recipe: str = "paper"  # the PiNI preset the run used (meta.json config.recipe; old runs: profile)
 
 
 def _meta(folder: Path) -> dict:
@@ -33,7 +34,7 @@ def _meta(folder: Path) -> dict:
         return {}
 
 
-def _recipe_words(name: str) -> str:
+def recipe_words(name: str) -> str:
     """'paper' -> "recipe 'paper' (lr 0.002, 200 epochs)": read from the engine's presets."""
     try:
         from pini_core.experiment import reference_recipe
@@ -51,9 +52,9 @@ def _title(protocol: str, meta: dict) -> str:
         grid = cfg.get("lr_grid")
         grid_txt = f" from {', '.join(f'{float(x):g}' for x in grid)}" if grid else ""
         return (f"Tuned protocol: one learning-rate grid{grid_txt} for every SGD-trained method, the lr chosen "
-                f"on the few-shot validation split (never on test); PiNI otherwise follows {_recipe_words(recipe)}")
+                f"on the few-shot validation split (never on test); PiNI otherwise follows {recipe_words(recipe)}")
     return (f"Reference protocol: every method trained with its own published recipe; PiNI with "
-            f"{_recipe_words(recipe)}")
+            f"{recipe_words(recipe)}")
 
 
 def _strip_header(md: str, description: str) -> str:
@@ -79,7 +80,8 @@ def _section(folder: Path, protocol: str) -> Optional[BenchSection]:
     protocol = cfg.get("protocol") or protocol
     desc = (meta.get("description") or "").strip()
     return BenchSection(protocol=protocol, title=_title(protocol, meta), description=desc,
-                        table_md=_strip_header(table, desc) if table else None, figures=[str(p) for p in figs])
+                        table_md=_strip_header(table, desc) if table else None, figures=[str(p) for p in figs],
+                        recipe=str(cfg.get("recipe") or cfg.get("profile") or "paper"))
 
 
 def bench_sections() -> Tuple[List[BenchSection], str]:

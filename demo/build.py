@@ -29,6 +29,23 @@ browser session.
 """
 
 
+# Phone layout (390 px wide): tabs wrap onto rows (gr.Tabs(overflow_behavior="wrap")) instead of
+# hiding behind "•••"; tables scroll sideways with whole words per cell instead of wrapping letter
+# by letter; dropdown text is not cut; figures scale to the column width.
+CSS = """
+.pini-table table td, .pini-table table th { white-space: nowrap; }
+.pini-table .table-wrap, .pini-table .table-container { overflow-x: auto; }
+@media (max-width: 640px) {
+  .row { flex-wrap: wrap !important; }
+  .row > * { min-width: min(100%, 300px) !important; flex-basis: 100% !important; }
+  .form { flex-wrap: wrap !important; }
+  .form > .block { min-width: min(100%, 300px) !important; flex: 1 1 100% !important; }
+  .wrap-inner input { min-width: 0; }
+  button[role="tab"] { padding-left: 8px; padding-right: 8px; }
+}
+"""
+
+
 class PiniBlocks(gr.Blocks):
     """gr.Blocks whose server, through Gradio's lifespan hook (`launch(app_kwargs=...)`), sweeps
     idle sessions' scratch folders while it runs and removes all of them when it stops."""
@@ -38,6 +55,7 @@ class PiniBlocks(gr.Blocks):
     def launch(self, *args, app_kwargs: Optional[Dict[str, Any]] = None, **kwargs):
         app_kwargs = dict(app_kwargs or {})
         app_kwargs["lifespan"] = self._lifespan(app_kwargs.get("lifespan"))
+        kwargs.setdefault("css", CSS)
         return super().launch(*args, app_kwargs=app_kwargs, **kwargs)
 
     def _lifespan(self, user_lifespan):
@@ -95,7 +113,7 @@ def build_app(default_model: Optional[str] = None) -> gr.Blocks:
         ctx = BuildContext(session=session, default_spec=spec)
         wire_model, gen_status = tab_model.build(session, spec, ctx.example_dropdowns)
         ctx.generator_status.append(gen_status)
-        with gr.Tabs():
+        with gr.Tabs(overflow_behavior="wrap"):
             with gr.Tab("Noise on images", id="noise"):
                 tab_noise.build(ctx)
             with gr.Tab("Classify", id="classify"):
@@ -109,8 +127,15 @@ def build_app(default_model: Optional[str] = None) -> gr.Blocks:
             with gr.Tab("Learn π-noise", id="learn"):
                 tab_learn.build(ctx)
         wire_model(app)
-        for fn, inputs, outputs in ctx.page_load:
-            app.load(fn, inputs, outputs, api_visibility="private")
+        for item in ctx.page_load:
+            fn, inputs, outputs = item[:3]
+            kw = dict(item[3]) if len(item) > 3 else {}
+            app.load(fn, inputs, outputs, api_visibility="private", **kw)
+    # Results on open: the backbone and every tab's default result are computed now, in the
+    # background, and cached (demo/preview.py); the page-load handlers above find them there.
+    from demo import preview
+
+    preview.start(spec, ctx.warm)
     # Training has its own concurrency group (tab_train.TRAININGS_AT_ONCE), so it never takes the
     # slots of the quick tabs.
     app.queue(default_concurrency_limit=DEFAULT_CONCURRENCY, max_size=QUEUE_SIZE)

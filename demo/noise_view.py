@@ -50,10 +50,12 @@ def render(maps: Dict[str, Any], image, where: str, seed: int, label: str, class
         info["prediction_this_draw"] = classnames[int(np.argmax(maps["probs"]))]
     said = verdict(maps.get("probs"), classnames, true)
     raw_label = f"Raw image (as the model sees it){' · true label: ' + true if true else ''}"
+    clean = plots.picture(maps["clean_image"], f"Raw image{' · true label: ' + true if true else ''}")
     if kind == "image":
         info.update(mu=_stats(maps["mu"]), sigma=_stats(maps["sigma"]), noise=_stats(maps["noise"]))
         return (gr.update(value=clean, label=raw_label),
-                gr.update(value=_show(maps["noisy_image"]), label=f"Noise-injected image (seed {seed})"),
+                gr.update(value=plots.picture(maps["noisy_image"], f"Noise-injected image (seed {seed})"),
+                          label=f"Noise-injected image (seed {seed})"),
                 gr.update(value=plots.heatmap(maps["mu_map"], "μ heatmap (mean over RGB; 0 = white)",
                                               label="pixel units (normalised)", centred=True),
                           label="μ heatmap"),

@@ -91,7 +91,8 @@ def _ratio_range(*maps: np.ndarray) -> float:
 
 def _ratio_colorbar(fig, im, ax, span: float):
     cb = fig.colorbar(im, ax=ax, shrink=0.85)
-    ticks = [t for t in (-3, -2, -1, 0, 1, 2, 3) if abs(t) <= span + 1e-9]
+    step = 1 if span <= 2 else 2
+    ticks = [t for t in range(-6, 7, step) if abs(t) <= span + 1e-9]
     cb.set_ticks(ticks)
     cb.set_ticklabels([f"×{2.0 ** t:g}" for t in ticks])
     cb.ax.tick_params(labelsize=FONT - 2)
@@ -253,3 +254,28 @@ def spread(probs: np.ndarray, classnames: Sequence[str], title: str, true: Optio
     ax.tick_params(labelsize=FONT - 1)
     ax.grid(alpha=0.3, axis="x")
     return _to_array(fig)
+
+
+def picture(image, title: str) -> np.ndarray:
+    """An image with its title above it (nearest-neighbour: the model's pixels stay visible),
+    the same size as the heatmaps next to it."""
+    fig = _figure(5.6, 5.0)
+    ax = fig.add_subplot()
+    ax.imshow(np.asarray(image), interpolation="nearest")
+    ax.set_title(title, fontsize=FONT + 1)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    return _to_array(fig)
+
+
+def enlarge(image, side: int = 192) -> np.ndarray:
+    """A small image enlarged with nearest-neighbour (pixels stay honest) for a preview."""
+    from PIL import Image
+
+    im = image if isinstance(image, Image.Image) else Image.open(image) if isinstance(image, str) else \
+        Image.fromarray(np.asarray(image))
+    im = im.convert("RGB")
+    if max(im.size) < side:
+        f = max(1, side // max(im.size))
+        im = im.resize((im.width * f, im.height * f), Image.NEAREST)
+    return np.asarray(im)

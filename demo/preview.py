@@ -92,3 +92,20 @@ def start(spec: str, jobs: List[Callable[[], Any]]) -> threading.Thread:
 
 def wait_ready(timeout: Optional[float] = None) -> bool:
     return _ready.wait(timeout)
+
+
+def on_load(fn, n_outputs: int, status_index: int):
+    """A page-load handler that shows a tab's error (e.g. 'no generator yet for this model') in the
+    tab's status line instead of a pop-up when the page opens."""
+    import gradio as gr
+
+    def handler(*args):
+        try:
+            return fn(*args)
+        except gr.Error as e:
+            outs = [gr.update() for _ in range(n_outputs)]
+            outs[status_index] = str(e.message)
+            return outs
+
+    handler.__name__ = getattr(fn, "__name__", "on_load")
+    return handler

@@ -70,6 +70,7 @@ def _load(folder: Optional[Path], backbone) -> Optional[Tuple[Any, str, List[Any
             data = read_config(folder).get("data", {})
             model = load_pini(folder, backbone)
             model._app_shipped = True  # shared by all sessions: results on it may be cached
+            model._app_provenance = read_config(folder)  # task, recipe, epochs, accuracy for the panel
             test = get_dataset(data["dataset"], seed=data.get("seed", 1)).test if data.get("dataset") else []
             kind = "raw-image " if model.noise_cfg.visual_location == "image" else ""
             label = f"shipped {kind}generator (checkpoints/pini/{folder.name}, trained on {data.get('dataset', '?')})"

@@ -108,10 +108,11 @@ def _classify(img, where, example, names_in, tmpl, k, seed_v, state, bb, method)
     out_zs = {n: float(p) for n, p in zip(names, zs_probs)}
     zs_top = names[int(zs_probs.argmax())]
     result = {"image": where, "true_label": true, "zero_shot": out_zs}
-    zs_label = "Zero-shot CLIP" + (f" · {'✓ right' if zs_top == true else '✗ wrong'}" if true else "")
     if method is None:
         msg = "The PiNI columns are empty: " + NO_GENERATOR
-        return [gr.update(value=out_zs, label=zs_label), None, None, None, None, result, msg]
+        if true:
+            msg = f"True label: **{true}** — zero-shot **{zs_top}** {'✓' if zs_top == true else '✗'}. " + msg
+        return [out_zs, None, None, None, None, result, msg]
     with torch.no_grad():
         inputs = {"pixels": px}
         mean = method.predict_proba(inputs, mode="mean")[0].cpu()
@@ -130,17 +131,12 @@ def _classify(img, where, example, names_in, tmpl, k, seed_v, state, bb, method)
                   spread_std=dict(zip(cn, per_draw.std(0).round(4).tolist())), draws=k, seed=seed_v,
                   predictions={"zero_shot": zs_top, **{m: p for m, p in tops}})
     fig = plots.spread(per_draw, cn, f"PiNI: {k} noise draws", true=true)
-    mark = lambda p: (f" · {'✓ right' if p == true else '✗ wrong'}" if true else "")  # noqa: E731
     if true:
         msg = _verdicts(true, zs_top, tops)
     else:
         msg = "True label unknown (your upload)." if where == "your upload" else ""
     msg = " ".join(x for x in (msg, f"Generator: {state.method_label}.", curated_counts(state, method)) if x)
-    return [gr.update(value=out_zs, label=zs_label),
-            gr.update(value=lab(mean), label="PiNI · mean (ε = 0)" + mark(tops[0][1])),
-            gr.update(value=lab(single), label="PiNI · single draw" + mark(tops[1][1])),
-            gr.update(value=lab(avg), label="PiNI · average over K draws" + mark(tops[2][1])),
-            fig, result, msg]
+    return [out_zs, lab(mean), lab(single), lab(avg), fig, result, msg]
 
 
 def example_preview(state: SessionState, example):
@@ -151,7 +147,9 @@ def example_preview(state: SessionState, example):
         return gr.update(value=None, label="Example")
     path = example_path(session_spec(state, ""), example) if isinstance(state, SessionState) else None
     true = true_label(example)
-    return gr.update(value=path, label=f"Example · true label: {true}" if true else "Example")
+    from demo.plots import enlarge
+
+    return gr.update(value=enlarge(path) if path else None, label=f"Example · true label: {true}" if true else "Example")
 
 
 def build(ctx: BuildContext) -> None:
@@ -176,10 +174,10 @@ def build(ctx: BuildContext) -> None:
         run = gr.Button("Classify", variant="primary")
     status = gr.Markdown(elem_id="classify-status")
     with gr.Row():
-        zs = gr.Label(label="Zero-shot CLIP", num_top_classes=5, elem_id="classify-zs")
-        p_mean = gr.Label(label="PiNI · mean (ε = 0)", num_top_classes=5, elem_id="classify-mean")
-        p_single = gr.Label(label="PiNI · single draw", num_top_classes=5)
-        p_avg = gr.Label(label="PiNI · average over K draws", num_top_classes=5)
+        zs = gr.Label(label="Zero-shot CLIP", elem_id="classify-zs")
+        p_mean = gr.Label(label="PiNI · mean (ε = 0)", elem_id="classify-mean")
+        p_single = gr.Label(label="PiNI · single draw")
+        p_avg = gr.Label(label="PiNI · average over K draws")
     with gr.Row():
         spread_img = gr.Image(label="Spread of PiNI's probabilities over noise draws", format="png",
                               interactive=False, show_label=False, elem_id="classify-spread")
@@ -195,7 +193,7 @@ def build(ctx: BuildContext) -> None:
     run.click(classify, ins, outs, api_name="classify")
     example.change(classify, ins, outs, api_visibility="private", trigger_mode="always_last")
     example.change(example_preview, [ctx.session, example], [shown], api_visibility="private", queue=False)
-    ctx.page_load.append((classify, ins, outs, {"concurrency_id": "preview", "concurrency_limit": 8}))
+    ctx.page_load.append((preview.on_load(classify, 7, 6), ins, outs, {"concurrency_id": "preview", "concurrency_limit": 8}))
     ctx.page_load.append((example_preview, [ctx.session, example], [shown], {"queue": False}))
     default = example.value
 

@@ -154,53 +154,69 @@ def lesson_steps(L: Dict[str, Any]) -> List[str]:
     steps = []
 
     # 1. zero-shot under dataset bias
-    others = "; ".join(f"**{acc['accuracy']:.1f} %** on the *{d}* renders (H(T) = {acc['H_T']:.3f})"
-                       for d, acc in sorted(zs["targets"].items(), key=lambda kv: -kv[1]["accuracy"]))
     src = zs["targets"].get("source")
-    bias = ""
+    others = "; ".join(f"{acc['accuracy']:.1f} % on the *{d}* renders (H(T) = {acc['H_T']:.3f})"
+                       for d, acc in sorted(zs["targets"].items(), key=lambda kv: -kv[1]["accuracy"]) if d != "source")
+    bias, title = "", "**1 · Zero-shot CLIP under dataset bias.**"
     if src is not None:
         worse = src["accuracy"] - zs["test"]["accuracy"]
-        bias = (f" On clean renders like its pretraining (*source*) it gets **{src['accuracy']:.1f} %**: the task's "
-                f"bias costs {_pts(-worse).lstrip('-+')}." if worse > 0 else
-                f" On clean renders (*source*) it gets {src['accuracy']:.1f} %, no better: this task shows no bias.")
+        if worse > 0:
+            title = "**1 · Zero-shot CLIP fails under dataset bias.**"
+            bias = (f" On clean renders like its pretraining (*source*) it gets **{src['accuracy']:.1f} %** "
+                    f"(H(T) = {src['H_T']:.3f} nats): this task's bias costs {_pts(worse).lstrip('+')}.")
+        else:
+            bias = f" On clean renders (*source*) it gets {src['accuracy']:.1f} %, no better: this task shows no bias."
     steps.append(
-        f"**1 · Zero-shot CLIP fails under dataset bias.** On *{task}* ({L['task_description'].rstrip('.')}) CLIP with "
-        f"the hand-written prompt “{zs['template']}” classifies **{zs['test']['accuracy']:.1f} %** of {n} held-out "
-        f"images correctly (chance: {100 / c:.0f} %), with task entropy "
-        f"H(T) = E[−log p(y | x, P)] = **{zs['test']['H_T']:.3f} nats** (Eq. 3).{bias} "
-        f"Other domains: {others}.")
+        f"{title} On *{task}* ({L['task_description'].rstrip('.')}) CLIP with the hand-written prompt "
+        f"“{zs['template']}” classifies **{zs['test']['accuracy']:.1f} %** of {n} held-out images correctly "
+        f"(chance: {100 / c:.0f} %), with task entropy H(T) = E[−log p(y | x, P)] = **{zs['test']['H_T']:.3f} nats** "
+        f"(Eq. 3).{bias}" + (f" Other domains: {others}." if others else ""))
 
     # 2. random noise of the same size
-    m_v, a_v = _verdict(rnd, none, I_TOLERANCE)
+    rec = L["recipe"]
     scale = M["scale"]
     sizes = " and ".join(f"RMS {scale[s]:.3g} on the {where}" for s, where in
                          (("visual", "image side"), ("text", "prompt")) if scale.get(s))
-    agree = ("it does not help" if m_v != "helps" and a_v != "helps" else
-             f"here the meter says it {m_v} and accuracy says it {a_v}")
+    d_rnd = rnd["correct"] - none["correct"]
+    share = f"{100 * rnd['I'] / smp['I']:.0f} % of the learned noise's I" if smp["I"] > I_TOLERANCE else ""
+    if d_rnd < 0.5 and (rnd["I"] <= I_TOLERANCE or (share and rnd["I"] <= 0.1 * smp["I"])):
+        title = "**2 · Random noise of the same size does not help.**"
+        verdict = "it does not help" + (f" (its I is {share})" if share and rnd["I"] > I_TOLERANCE else "")
+    elif d_rnd >= 0.5:
+        title = "**2 · Random noise of the same size: does it help?**"
+        verdict = f"here it does help: {_n(round(d_rnd, 1), 'more image')} right"
+    else:
+        title = "**2 · Random noise of the same size: does it help?**"
+        verdict = "the meter sees a gain (" + (share or f"{rnd['I']:+.3f} nats") + ") but accuracy does not rise"
+    prompt_note = ""
+    if L["noise"].get("n_ctx"):
+        prompt_note = (f" (H(T) here uses PiNI's own prompt, {_n(L['noise']['n_ctx'], 'placeholder word')} before "
+                       "the template, so it differs slightly from step 1.)")
     steps.append(
-        f"**2 · Random noise of the same size does not help.** Gaussian noise as large as the learned noise "
-        f"({sizes}) gives H(T | ε) = {rnd['H_T_given_eps']:.3f} nats (Eq. 5), so "
-        f"I(T, ε) = H(T) − H(T | ε) = {none['H_T_given_eps']:.3f} − {rnd['H_T_given_eps']:.3f} = "
-        f"**{rnd['I']:+.3f} nats** (Eq. 1), and accuracy {rnd['accuracy']:.1f} % against {none['accuracy']:.1f} % "
-        f"without noise ({_pts(rnd['accuracy'] - none['accuracy'])}): {agree}. (Here H(T) uses PiNI's own prompt, "
-        f"16 placeholder words before the template, so it differs slightly from step 1.)")
+        f"{title} Gaussian noise as large as the learned noise ({sizes}) gives H(T | ε) = "
+        f"{rnd['H_T_given_eps']:.3f} nats (Eq. 5), so I(T, ε) = H(T) − H(T | ε) = {none['H_T_given_eps']:.3f} − "
+        f"{rnd['H_T_given_eps']:.3f} = **{rnd['I']:+.3f} nats** (Eq. 1), and accuracy {rnd['accuracy']:.1f} % against "
+        f"{none['accuracy']:.1f} % without noise ({_pts(rnd['accuracy'] - none['accuracy'])}): {verdict}.{prompt_note}")
 
     # 3. learned noise
     m_l, a_l = _verdict(smp, none, I_TOLERANCE)
-    rec = L["recipe"]
     loss = (f" It was trained by minimising the Monte Carlo bound of Eq. 13 (training loss at the last epoch "
             f"{rec['last_loss']:.3f} nats" + (f", {_n(rec['epochs_done'], 'epoch')}" if rec.get("epochs_done") else "")
             + ")." if rec.get("last_loss") is not None else "")
-    if m_l == a_l:
-        agree = f"**the meter and accuracy agree: the learned noise {m_l}**"
+    if m_l == a_l == "helps":
+        title = "**3 · Learned noise helps — and the meter and accuracy agree.**"
+        agree = "**the meter and accuracy agree: the learned noise helps**"
+    elif m_l == a_l:
+        title = "**3 · Learned noise: does it help?**"
+        agree = f"the meter and accuracy agree: the learned noise {m_l}"
     else:
-        agree = (f"**the meter and accuracy disagree**: the meter says the noise {m_l}, accuracy says it {a_l} — "
-                 "I(T, ε) measures the probability of the true class, not the number of decisions that flip")
+        title = "**3 · Learned noise: the meter and accuracy disagree.**"
+        agree = (f"**the meter says the noise {m_l}, accuracy says it {a_l}**: I(T, ε) measures how probable "
+                 "the true class is, not how many decisions flip")
     steps.append(
-        f"**3 · Learned noise helps — and the meter and accuracy agree.** With the learned noise "
-        f"(ε sampled, m = {M['draws']} draws per image): H(T | ε) = {smp['H_T_given_eps']:.3f} nats (Eq. 5), "
-        f"I(T, ε) = **{smp['I']:+.3f} nats** (Eq. 1), accuracy **{smp['accuracy']:.1f} %** "
-        f"({_pts(smp['accuracy'] - none['accuracy'])} over no noise): {agree}.{loss}")
+        f"{title} With the learned noise (ε sampled, m = {M['draws']} draws per image): "
+        f"H(T | ε) = {smp['H_T_given_eps']:.3f} nats (Eq. 5), I(T, ε) = **{smp['I']:+.3f} nats** (Eq. 1), accuracy "
+        f"**{smp['accuracy']:.1f} %** ({_pts(smp['accuracy'] - none['accuracy'])} over no noise): {agree}.{loss}")
 
     # 4. mu versus sigma * eps
     drop = none["H_T_given_eps"] - mean["H_T_given_eps"]
@@ -220,8 +236,8 @@ def lesson_steps(L: Dict[str, Any]) -> List[str]:
 
     # 5. where the noise lands
     nz = L["noise"]
-    where = {"feature": "the image's CLIP embedding (after the image encoder)", "image": "the raw pixels",
-             "none": "nothing on the image side"}[nz["visual_location"]]
+    where = {"feature": "the image's CLIP embedding, after the image encoder,", "image": "the raw pixels,",
+             "none": "nothing on the image side,"}[nz["visual_location"]]
     att = M.get("attention")
     att_txt = ""
     if att and att.get("n"):
@@ -239,8 +255,14 @@ def lesson_steps(L: Dict[str, Any]) -> List[str]:
     else:
         fig4 = ("the Noise tab shows μ and σ over the embedding's dimensions and how far the noise moves it; "
                 "Figure 4's per-pixel maps need a raw-image generator (Train tab: raw image · CNN)")
-    steps.append(f"**5 · Where the noise lands (Figure 4).** This generator adds its visual noise to {where} "
-                 f"({nz['visual_generator'].upper()} generator); {fig4}.{att_txt}")
+    gen_name = {"ca": "a cross-attention", "mlp": "an MLP", "cnn": "a CNN"}.get(nz["visual_generator"],
+                                                                              nz["visual_generator"])
+    if nz["visual_location"] == "none":
+        steps.append("**5 · Where the noise lands (Figure 4).** This generator adds no noise on the image side, "
+                     "only to the prompt; the Noise tab shows Figure 4 for generators with visual noise.")
+    else:
+        steps.append(f"**5 · Where the noise lands (Figure 4).** This generator adds its visual noise to {where} "
+                     f"made by {gen_name}; {fig4}.{att_txt}")
 
     # 6. which words the noisy prompt means
     dec = L.get("decode")
@@ -258,6 +280,11 @@ def lesson_steps(L: Dict[str, Any]) -> List[str]:
     return steps
 
 
+def _count(correct: float, n: int) -> str:
+    """'125 of 200', or '89.6 of 200' for a mean over noise draws."""
+    return (f"{int(round(correct))}" if abs(correct - round(correct)) < 1e-6 else f"{correct:.1f}") + f" of {n}"
+
+
 def meter_outputs(res: Dict[str, Any], label: str):
     """(figure image, table rows, Markdown notes) of a meter result, as the tab shows them."""
     import pandas as pd
@@ -265,15 +292,12 @@ def meter_outputs(res: Dict[str, Any], label: str):
     from pini_core.analysis.meter import meter_notes, plot_meter_rows
 
     rows = [{"noise": r["label"], "H(T|ε) (nats)": round(r["H_T_given_eps"], 4), "I(T, ε) (nats)": round(r["I"], 4),
-             "accuracy (%)": round(r["accuracy"], 2), "images right": f"{r['correct']:g} of {res['n']}",
+             "accuracy (%)": round(r["accuracy"], 2), "images right": _count(r["correct"], res["n"]),
              "from": r["equation"]} for r in res["rows"]]
     table = pd.DataFrame(rows)
     fig = plot_meter_rows(res)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
     from PIL import Image
 
     buf.seek(0)
@@ -301,10 +325,12 @@ def build(ctx: BuildContext) -> None:
                                       (TAB_CLASSIFY, "Classify tab"), (TAB_TRAIN, "Train your own"),
                                       (TAB_CLASSIFY, "Classify tab: mean vs single"),
                                       (TAB_NOISE, "Noise tab"), (TAB_PROMPT, "Prompt tab"))):
-        with gr.Row(equal_height=False):
-            steps.append(gr.Markdown("Computing this step's numbers …" if not note else "", elem_id=f"learn-step-{i + 1}",
-                                     container=False))
-            btn = gr.Button(words + " →", size="sm", scale=0, min_width=160)
+        with gr.Row(equal_height=False):  # on a phone the button wraps below its step
+            with gr.Column(scale=6, min_width=320):
+                steps.append(gr.Markdown("Computing this step's numbers …" if not note else "",
+                                         elem_id=f"learn-step-{i + 1}", container=False))
+            with gr.Column(scale=1, min_width=170):
+                btn = gr.Button(words + " →", size="sm")
         btn.click(None, None, None, js=_OPEN_TAB_JS.replace("TAB_NAME", tab))
     gr.Markdown(METER_HEAD)
     if note:
@@ -316,22 +342,30 @@ def build(ctx: BuildContext) -> None:
         n_images = gr.Slider(10, 500, value=DEFAULT_IMAGES, step=10, label="Held-out images to measure on")
         run = gr.Button("Measure π-noise", variant="primary")
     plot = gr.Image(show_label=False, format="png", interactive=False, elem_id="learn-meter-plot")
-    table = gr.Dataframe(show_label=False, interactive=False, wrap=True, elem_id="learn-meter-table")
+    table = gr.Dataframe(show_label=False, interactive=False, elem_id="learn-meter-table", elem_classes=["pini-table"])
     notes = gr.Markdown(elem_id="learn-meter-notes")
 
     @friendly
     @gpu
     def measure(k, n, state: SessionState, progress=gr.Progress()):
         from pini_core.analysis.meter import balanced_subset, held_out_for
+        from pini_core.errors import DataError
 
         backbone(state, progress)
         method = state.generator_for(state.backbone_spec or backbones.default_spec())
         if method is None:
             raise gr.Error(NO_GENERATOR, print_exception=False)
         data = state.eval_data
-        if not data or max(int(y) for _, y in data) >= method.num_classes:
-            progress(0.1, desc="Rebuilding the held-out images of the generator's task ...")
-            data = state.eval_data = held_out_for(method)  # a loaded checkpoint: its task's test split
+        if getattr(method, "checkpoint_config", None):  # loaded or shipped: the task its checkpoint records
+            progress(0.1, desc="Rendering the held-out images of the generator's task ...")
+            try:  # (toy tasks share their class names, so the session's images may be another task's)
+                data = held_out_for(method)
+            except DataError:
+                if not data:  # e.g. trained on uploaded images: say so
+                    raise
+        if not data:
+            raise DataError("The meter needs held-out images of the generator's task; train a generator in the "
+                            "Train tab.")
         progress(0.2, desc="Measuring H(T) and H(T|ε) ...")
         res = engine.get("meter")(method, balanced_subset(data, int(n)), draws=int(k))
         return meter_outputs(res, state.method_label or "session's generator")
@@ -359,9 +393,12 @@ def _on_load(ctx: BuildContext):
             return [msg] + [""] * (N_STEPS - 1) + [None, None, ""]
         model, label = found
         progress(0.3, desc="Computing the lesson's numbers ...")
-        L = dict(LESSONS.get(model), image_generator_shipped=_image_generator_shipped())
-        image, table, notes = meter_outputs(L["meter"], label)
-        return [*lesson_steps(L), image, table, notes]
+        lesson = LESSONS.get(model)
+        page = lesson.get("_page")  # the words and figure, made once per lesson
+        if page is None:
+            L = dict(lesson, image_generator_shipped=_image_generator_shipped())
+            page = lesson["_page"] = [*lesson_steps(L), *meter_outputs(L["meter"], label)]
+        return list(page)
 
     return on_load
 
@@ -371,14 +408,14 @@ def _bench() -> None:
 
     gr.Markdown("### Miniature benchmark (paper Table 2 and Figure 5)")
     sections, note = bench_sections()
-    gr.Markdown(_recipes_note())
+    gr.Markdown(_recipes_note(sections))
     if note:
         gr.Markdown(note)
     for s in sections:
         gr.Markdown(f"#### {s.title}\n\n{s.description}", elem_id=f"learn-bench-{s.protocol}")
         if s.table_md:
             with gr.Accordion(f"Tables: {s.protocol} protocol", open=s.protocol == "reference"):
-                gr.Markdown(shots_word(s.table_md))
+                gr.Markdown(shots_word(s.table_md), elem_classes=["pini-table"])
         if s.figures:
             with gr.Row():
                 for path in s.figures:
@@ -397,15 +434,17 @@ def _image_generator_shipped() -> bool:
     return shipped_image_folder() is not None
 
 
-def _recipes_note() -> str:
+def _recipes_note(sections=None) -> str:
     """Which recipe the Train tab's defaults and the shipped generator use, against the tables'."""
+    from demo.bench_view import bench_sections, recipe_words
+
     try:
-        from pini_core.experiment import PRESET_DOCS, default_preset, preset_config
+        from pini_core.experiment import default_preset, preset_config
 
         name = default_preset("embedded")
         r = preset_config(name).recipe
-        train = (f"recipe '{name}' (lr {r.lr:g}, {r.epochs} epochs, augmentation {'on' if r.augment else 'off'}; "
-                 f"{PRESET_DOCS[name]})")
+        train = (f"recipe '{name}' (lr {r.lr:g}, {_n(r.epochs, 'epoch')}, augmentation "
+                 f"{'on' if r.augment else 'off'}), chosen for the embedded toy CLIP")
     except Exception:  # noqa: BLE001 - only words
         return ""
     shipped = ""
@@ -417,11 +456,19 @@ def _recipes_note() -> str:
             from pini_core.checkpoint import read_config
 
             cfg = read_config(folder)
-            tc = cfg.get("train_config") or (cfg.get("experiment") or {}).get("recipe") or {}
-            shipped = (f" The shipped generator was trained with lr {tc.get('lr', '?'):g}, "
-                       f"{_n(int(tc.get('epochs', 0)), 'epoch')}." if tc.get("lr") and tc.get("epochs") else "")
+            tc = (cfg.get("experiment") or {}).get("recipe") or cfg.get("train_config") or {}
+            if tc.get("lr") and tc.get("epochs"):
+                shipped = (f" The shipped generator was trained with lr {float(tc['lr']):g}, "
+                           f"{_n(int(tc['epochs']), 'epoch')}.")
     except Exception:  # noqa: BLE001 - only words
         shipped = ""
+    if sections is None:
+        sections = bench_sections()[0]
+    tables = "; ".join(f"the {s.protocol}-protocol table trains PiNI with {recipe_words(s.recipe)}"
+                       + (" except for the learning rate, chosen on the validation split" if s.protocol == "tuned"
+                          else "") for s in sections)
+    if not tables:
+        return f"**Recipes.** The Train tab's defaults train PiNI with {train}.{shipped}"
     return ("**Read these tables with their recipe.** The Train tab's defaults train PiNI with "
-            f"{train}.{shipped} The reference table below trains PiNI with the paper's recipe, so the Train tab "
-            "can show a gain that the reference table does not: same task, different recipe.")
+            f"{train}.{shipped} Below, {tables}. So the Train tab can show a gain that a table does not: "
+            "same task, different recipe.")

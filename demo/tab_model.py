@@ -12,15 +12,50 @@ from pini_core.errors import PiniError
 from demo.util import example_choices, friendly, scrub_paths
 
 
+def provenance(cfg: dict) -> str:
+    """'task toy-clutter, recipe toy (lr 0.02), 100 epochs, test accuracy 64.7% (mean mode, 300
+    images)' from a checkpoint's pini_config.json (pini_core.checkpoint.read_config); '' if it
+    records nothing."""
+    if not isinstance(cfg, dict):
+        return ""
+    exp = cfg.get("experiment") or {}
+    data = cfg.get("data") or exp.get("data") or {}
+    rec = exp.get("recipe") or cfg.get("train_config") or {}
+    met = cfg.get("metrics") or {}
+    parts = []
+    task = cfg.get("task") if str(cfg.get("task", "")).startswith("your zip") else data.get("dataset")
+    if task:
+        shots = data.get("shots", exp.get("shots"))
+        parts.append(f"task {task}" + (f" ({shots} shots per class)" if shots else ""))
+    if rec:
+        name = exp.get("preset")
+        bits = [f"lr {rec['lr']:g}" for _ in [0] if isinstance(rec.get("lr"), (int, float))]
+        if rec.get("optimizer"):
+            bits.append(str(rec["optimizer"]).upper())
+        parts.append(f"recipe {name + ' ' if name else ''}({', '.join(bits)})" if bits or name else "")
+    done, planned = met.get("epochs_done"), rec.get("epochs")
+    if done is not None:
+        stopped = " (stopped early)" if met.get("stopped") else ""
+        parts.append(f"{done}{'/' + str(planned) if planned and planned != done else ''} "
+                     f"epoch{'' if done == 1 else 's'}{stopped}")
+    if isinstance(met.get("test_accuracy"), (int, float)):
+        parts.append(f"test accuracy {met['test_accuracy']:.1f}% ({met.get('test_mode', 'mean')} mode)")
+    if isinstance(met.get("zero_shot_accuracy"), (int, float)):
+        parts.append(f"zero-shot {met['zero_shot_accuracy']:.1f}%")
+    return ", ".join(p for p in parts if p)
+
+
 def generator_status(session: SessionState) -> str:
     spec = session.backbone_spec or backbones.default_spec()
     m = session.generator_for(spec)
     if m is None:
         return ("**Generator:** none yet for this model. Train one in the *Train* tab, or load a "
-                "checkpoint (the two files the Train tab or `python -m pini_core train` saves).")
+                "checkpoint (the two files the Train tab saves).")
     cfg = m.noise_cfg.describe() if hasattr(m, "noise_cfg") else ""
+    where = provenance(getattr(m, "_app_provenance", None) or {})
     return (f"**Generator:** {session.method_label} — {cfg}; {len(m.classnames)} classes: "
-            f"{', '.join(m.classnames[:8])}{' ...' if len(m.classnames) > 8 else ''}.")
+            f"{', '.join(m.classnames[:8])}{' ...' if len(m.classnames) > 8 else ''}."
+            + (f" Trained on: {where}." if where else ""))
 
 
 def build(session: gr.State, default_spec: str, example_dropdowns: List[gr.Dropdown]):
@@ -105,6 +140,9 @@ def build(session: gr.State, default_spec: str, example_dropdowns: List[gr.Dropd
             for name, p in names.items():
                 shutil.copy(p, folder / name)
             model = load_pini(folder, bb)
+            from pini_core.checkpoint import read_config
+
+            model._app_provenance = read_config(folder)  # task, recipe, epochs, accuracy for the panel
         finally:
             shutil.rmtree(folder, ignore_errors=True)
         same_task = state.method is not None and list(state.method.classnames) == list(model.classnames)

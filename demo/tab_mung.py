@@ -10,7 +10,7 @@ import gradio as gr
 
 from pini_core.spaces import gpu
 
-from demo import engine, preview
+from demo import engine, plots, preview
 from demo.context import BuildContext
 from demo.util import friendly
 
@@ -42,9 +42,14 @@ def _host_and_injector():
 
 
 def _examples():
+    """(name, image, question) chosen by the rule (see `_rows`)."""
+    return [r[:3] for r in _rows()]
+
+
+def _rows():
     """(name, image, question, true answer) chosen by the rule in pini_core/world/examples.py
     (assets/examples/examples.json, default first); without it, the first 6 held-out items."""
-    if "examples" not in _LOADED:
+    if "rows" not in _LOADED:
         from PIL import Image
 
         from demo.examples import mung_examples
@@ -61,8 +66,8 @@ def _examples():
 
             items = make_vqa(6, "shifted", seed=TEST_SEED)
             out = [(f"{i + 1}: {it.question}", it.image, it.question, it.answer) for i, it in enumerate(items)]
-        _LOADED["examples"] = out
-    return _LOADED["examples"]
+        _LOADED["rows"] = out
+    return _LOADED["rows"]
 
 
 def _counts_line() -> str:
@@ -115,7 +120,7 @@ def _check_words(bundle, question: str) -> None:
 
 
 def _true_answer(name, question):
-    for n, _, q, a in _examples():
+    for n, _, q, a in _rows():
         if n == name and q.strip().lower() == (question or "").strip().lower():
             return a
     return None
@@ -128,7 +133,7 @@ def compute(name, up, q, seed_v):
 
         img, where = _square(open_uploaded_image(up)), "your upload"
     else:
-        match = [im for n, im, _, _ in _examples() if n == name]
+        match = [im for n, im, _ in _examples() if n == name]
         if not match:
             raise gr.Error("Pick an example or upload an image first.", print_exception=False)
         img, where = match[0], "the example"
@@ -145,7 +150,6 @@ def compute(name, up, q, seed_v):
 def _explain(img, where, q, seed, true):
     import numpy as np
 
-    from demo import plots
     from pini_core.mung.visualize import explain
 
     with _LOCK:
@@ -162,7 +166,7 @@ def _explain(img, where, q, seed, true):
         if true is None:
             return ""
         ok = (ans or "").lower().replace(".", " ").split()[:1] == [true.lower()]
-        return " · ✓ right" if ok else f" · ✗ wrong (true: {true})"
+        return "  ✓ right" if ok else f"  ✗ wrong (true answer: {true})"
 
     numbers = {"image": where, "question": q, "seed": seed, "true_answer": true, "target word": ex.target,
                "generator key words": ex.tokens, "answer_without_noise": ex.answer_before,
@@ -177,8 +181,7 @@ def _explain(img, where, q, seed, true):
             plots.relevance_overlay(ex.image, up_(ex.relevance_after), f"Relevance for '{ex.target}', with noise",
                                     vmax),
             strip,
-            gr.update(value=ex.answer_before, label="Answer without noise" + mark(ex.answer_before)),
-            gr.update(value=ex.answer_after, label="Answer with MuNG noise" + mark(ex.answer_after)),
+            ex.answer_before + mark(ex.answer_before), ex.answer_after + mark(ex.answer_after),
             numbers)
 
 
@@ -188,13 +191,13 @@ def _build_live(ctx: BuildContext) -> None:
                 "same colour scale, so the only difference between them is the noise. Attention is shown "
                 "relative to uniform attention (white = uniform), so nearly uniform attention looks pale.")
     gr.Markdown(_counts_line(), elem_id="mung-counts")
-    names = [n for n, _, _, _ in _examples()]
+    names = [n for n, _, _ in _examples()]
     with gr.Row():
         with gr.Column(scale=3):
             example = gr.Dropdown(choices=names, value=names[0], label="Example (image + question)")
             upload = gr.File(label="…or upload an image (padded to a square)", file_types=["image"],
                              type="filepath", height=110)
-        shown = gr.Image(value=_examples()[0][1], label=f"Example · true answer: {_examples()[0][3]}",
+        shown = gr.Image(value=plots.enlarge(_rows()[0][1]), label=f"Example · true answer: {_rows()[0][3]}",
                          format="png", interactive=False, elem_id="mung-example", height=160, scale=1,
                          min_width=140)
     with gr.Row():
@@ -214,9 +217,9 @@ def _build_live(ctx: BuildContext) -> None:
     info = gr.JSON(label="Numbers", open=False)
 
     def pick(name):
-        for n, im, q, a in _examples():
+        for n, im, q, a in _rows():
             if n == name:
-                return q, gr.update(value=im, label=f"Example · true answer: {a}")
+                return q, gr.update(value=plots.enlarge(im), label=f"Example · true answer: {a}")
         return gr.update(), gr.update()
 
     @friendly
@@ -229,7 +232,7 @@ def _build_live(ctx: BuildContext) -> None:
     example.change(pick, [example], [question, shown], api_visibility="private", queue=False).then(
         explain_one, ins, outs, api_visibility="private")
     run.click(explain_one, ins, outs, api_name="mung")
-    ctx.page_load.append((explain_one, ins, outs, {"concurrency_id": "preview", "concurrency_limit": 8}))
+    ctx.page_load.append((preview.on_load(explain_one, 7, 6), ins, outs, {"concurrency_id": "preview", "concurrency_limit": 8}))
     default = _examples()[0]
     ctx.warm.append(lambda: compute(default[0], None, default[2], 0))
 

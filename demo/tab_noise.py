@@ -74,8 +74,9 @@ def build(ctx: BuildContext) -> None:
         resample = gr.Button("Re-sample ε (next seed)")
     status = gr.Markdown(elem_id="noise-status")
     with gr.Row(equal_height=True):
-        raw = gr.Image(label="Raw image", format="png", interactive=False, elem_id="noise-raw")
-        noisy = gr.Image(label="Noise-injected image", format="png", interactive=False, elem_id="noise-noisy")
+        raw = gr.Image(label="Raw image", format="png", interactive=False, elem_id="noise-raw", show_label=False)
+        noisy = gr.Image(label="Noise-injected image", format="png", interactive=False, elem_id="noise-noisy",
+                         show_label=False)
     with gr.Row(equal_height=True):
         mu = gr.Image(label="μ", format="png", interactive=False, elem_id="noise-mu", show_label=False)
         sigma = gr.Image(label="σ", format="png", interactive=False, elem_id="noise-sigma", show_label=False)
@@ -93,7 +94,7 @@ def build(ctx: BuildContext) -> None:
         show, ins, outs, api_visibility="private")
     for trigger in (example.change, source.change):
         trigger(show, ins, outs, api_visibility="private", trigger_mode="always_last")
-    ctx.page_load.append((show, ins, outs, {"concurrency_id": "preview", "concurrency_limit": 8}))
+    ctx.page_load.append((preview.on_load(show, 6, 5), ins, outs, {"concurrency_id": "preview", "concurrency_limit": 8}))
 
     default = example.value
 

@@ -13,7 +13,7 @@ from demo.util import backbone, friendly, generator
 
 HOW_TO_READ = (
     "**How to read the table.** One row per position of the prompt template (the template's own "
-    "word is in *template word*; rows marked *x* are the learnable placeholder tokens). Column **1** "
+    "word is in *template word*; a generator with learnable placeholder tokens adds rows marked *x*). Column **1** "
     "holds the word that was most often among the k nearest vocabulary entries of the noisy embedding "
     "at that position, column **2** the second most often, and so on up to column k; the number in "
     "brackets is in how many of the N draws it was among the k nearest (at most N). A cell can hold a "
@@ -64,7 +64,7 @@ def build(ctx: BuildContext) -> None:
         return compute(n_draws, k_words, seed_v, state, progress)
 
     run.click(decode, [n, k, seed, ctx.session], [table, status], api_name="prompt_distribution")
-    ctx.page_load.append((decode, [n, k, seed, ctx.session], [table, status],
+    ctx.page_load.append((preview.on_load(decode, 2, 1), [n, k, seed, ctx.session], [table, status],
                           {"concurrency_id": "preview", "concurrency_limit": 8}))
     defaults = (n.value, k.value, seed.value)
 

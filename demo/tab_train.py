@@ -16,7 +16,7 @@ import gradio as gr
 
 from pini_core.spaces import gpu
 
-from demo import backbones, engine
+from demo import backbones, engine, estimate
 from demo.context import BuildContext
 from demo.session import SessionState, new_scratch_dir
 from demo.shipped import shipped_task
@@ -122,6 +122,7 @@ def build(ctx: BuildContext) -> None:
                              label="Visual noise (location · generator)")
         text = gr.Dropdown(list(TEXT), value="prompt embeddings · learnable (paper default)",
                            label="Text noise (location · generator)")
+    estimate_md = gr.Markdown(estimate.training_note("feature", 16, 10, 100), elem_id="train-estimate")
     with gr.Row():
         start = gr.Button("Train", variant="primary")
         stop = gr.Button("Stop (keep what was trained)", variant="stop")
@@ -252,4 +253,6 @@ def build(ctx: BuildContext) -> None:
                 [status, loss_plot, acc_plot, ckpt, ctx.session, gen_status], api_name="train",
                 concurrency_id="train", concurrency_limit=TRAININGS_AT_ONCE)
     stop.click(request_stop, [ctx.session], [stop_note], api_name="stop_training", queue=False)
+    gr.on([visual.change, shots.change, epochs.change, task.change, zip_file.change], estimate.train_note,
+          [task, zip_file, shots, epochs, visual, seed, ctx.session], [estimate_md], api_visibility="private")
     start.click(lambda: "", None, [stop_note], queue=False, api_visibility="private")

@@ -114,44 +114,6 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def _resolve(folder: Path) -> Dict[str, Path]:
-    """{file name: the path holding its current content}. With a commit marker present a
-    committed save was interrupted: its staged files ARE the checkpoint where they remain."""
-    out = {name: folder / name for name in _FILES}
-    if (folder / COMMIT_NAME).is_file():
-        for name in _FILES:
-            if _staged(folder, name).is_file():
-                out[name] = _staged(folder, name)
-    return out
-
-
-def _roll_forward(folder: Path) -> None:
-    """Finish an interrupted, committed save (marker present): move its staged files into place."""
-    marker = folder / COMMIT_NAME
-    if not marker.is_file():
-        return
-    for name in _FILES:
-        if _staged(folder, name).is_file():
-            os.replace(_staged(folder, name), folder / name)
-    _fsync_dir(folder)
-    os.unlink(marker)
-    _fsync_dir(folder)
-
-
-def _clean_leftovers(folder: Path) -> List[str]:
-    """Delete what an uncommitted save left (staged files, temp files of the older atomic
-    writer); returns their names. Call only after :func:`_roll_forward`."""
-    removed = []
-    for entry in folder.iterdir():
-        n = entry.name
-        ours = any(n == f".{f}{STAGED_SUFFIX}" or (n.startswith(f".{f}.") and n.endswith(".tmp"))
-                   for f in (*_FILES, COMMIT_NAME))
-        if ours and entry.is_file() and not entry.is_symlink():
-            entry.unlink()
-            removed.append(n)
-    return removed
-
-
 def _write_staged(path: Path, data: bytes) -> None:
     with open(path, "wb") as f:
         f.write(data)
@@ -183,62 +145,17 @@ def save_pini(model: PiNIModel, path: str | os.PathLike, metrics: Optional[Dict[
     Raises :class:`CheckpointError` when the weights hold NaN/inf (nothing is written),
     ``TypeError`` when `metrics`/`extra` cannot be written as JSON (nothing is replaced),
     and :class:`CheckpointWriteError` (also an ``OSError``) when the disk refuses."""
-    folder = Path(path)
-    if folder.exists() and not folder.is_dir():
-        raise CheckpointError(f"cannot save a checkpoint to {folder}: it is a file, not a folder")
-    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    bad = _nonfinite(state)
-    if bad:
-        raise CheckpointError(f"not saved: the generator weights hold NaN/inf values ({', '.join(bad[:3])}); "
-                              "training diverged. Lower the learning rate or use --train-precision fp32, and "
-                              "re-train; the previous checkpoint (if any) is kept.")
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        _roll_forward(folder)
-        _clean_leftovers(folder)
-    except OSError as e:
-        raise CheckpointWriteError(f"cannot write the checkpoint folder {folder}: {e}") from e
-    staged = {name: _staged(folder, name) for name in _FILES}
-    committed = False
-    try:
-        save_file(state, str(staged[WEIGHTS_NAME]), metadata={"format": FORMAT})
-        _fsync_file(staged[WEIGHTS_NAME])
-        config = {
-            "format": FORMAT,
-            "pini_core_version": __version__,
-            "backbone": model.backbone.identity,
-            "noise": model.noise_cfg.to_dict(),
-            "classnames": model.classnames,
-            "template": model.template,
-            "metrics": metrics or {},
-            "weights_sha256": _sha256(staged[WEIGHTS_NAME]),
-            **(extra or {}),
-        }
-        config = json.loads(json.dumps(config, default=_jsonable))  # what a reader will see
-        config[INTEGRITY_KEY] = config_digest(config)
-        _write_staged(staged[CONFIG_NAME], json.dumps(config, indent=2).encode("utf-8"))
-        marker_tmp = folder / f".{COMMIT_NAME}.tmp"
-        _write_staged(marker_tmp, json.dumps({"files": list(_FILES), "format": FORMAT}).encode("utf-8"))
-        os.replace(marker_tmp, folder / COMMIT_NAME)  # the commit point
-        committed = True
-        _fsync_dir(folder)
-        for name in _FILES:
-            os.replace(staged[name], folder / name)
-        _fsync_dir(folder)
-        os.unlink(folder / COMMIT_NAME)
-        _fsync_dir(folder)
-    except BaseException as e:
-        if not committed:
-            for p in (*staged.values(), folder / f".{COMMIT_NAME}.tmp"):
-                try:
-                    p.unlink()
-                except OSError:
-                    pass
-        if isinstance(e, OSError) and not isinstance(e, CheckpointError):
-            what = "the previous checkpoint is kept" if not committed else "the new checkpoint is complete"
-            raise CheckpointWriteError(f"cannot write the checkpoint to {folder}: {e} ({what})") from e
-        raise
-    return folder
+    config = {
+        "pini_core_version": __version__,
+        "backbone": model.backbone.identity,
+        "noise": model.noise_cfg.to_dict(),
+        "classnames": model.classnames,
+        "template": model.template,
+        "metrics": metrics or {},
+        **(extra or {}),
+    }
+    return save_unit(path, model.state_dict(), config, weights_name=WEIGHTS_NAME, config_name=CONFIG_NAME,
+                     fmt=FORMAT, commit_name=COMMIT_NAME)
 
 
 # ----------------------------------------------------------------------------- reading
@@ -305,7 +222,7 @@ def read_config(path: str | os.PathLike) -> Dict[str, Any]:
     was saved (``config_sha256`` differs; configs written before that field existed are
     accepted without it)."""
     folder = Path(path)
-    cfg_path = _resolve(folder)[CONFIG_NAME]
+    cfg_path = unit_paths(folder, _FILES, COMMIT_NAME)[CONFIG_NAME]
     if not cfg_path.is_file():
         raise CheckpointError(f"{folder} is not a PiNI checkpoint: {CONFIG_NAME} is missing "
                               "(a checkpoint folder holds pini_config.json + pini_generators.safetensors).")
@@ -408,7 +325,7 @@ def load_pini(path: str | os.PathLike, backbone: Backbone, classnames=None) -> P
     cfg = read_config(folder)
     _check_backbone(cfg, backbone, folder)
     _check_classes(cfg, classnames, folder)
-    weights = _resolve(folder)[WEIGHTS_NAME]
+    weights = unit_paths(folder, _FILES, COMMIT_NAME)[WEIGHTS_NAME]
     shown = folder / WEIGHTS_NAME
     if not weights.is_file():
         raise CheckpointError(f"{shown} is missing; the checkpoint is incomplete: re-save or re-train.")
@@ -500,10 +417,12 @@ def _finish_or_discard(folder: Path, files: Tuple[str, ...], commit_name: str) -
         _fsync_dir(folder)
         os.unlink(folder / commit_name)
         _fsync_dir(folder)
-    for name in (*files, commit_name):
-        for p in (_staged(folder, name), folder / f".{name}.tmp"):
-            if p.is_file() and not p.is_symlink():
-                p.unlink()
+    for entry in folder.iterdir():  # staged files, marker temps, temps of the older atomic writer
+        n = entry.name
+        ours = any(n == _staged(folder, f).name or (n.startswith(f".{f}.") and n.endswith(".tmp"))
+                   for f in (*files, commit_name))
+        if ours and entry.is_file() and not entry.is_symlink():
+            entry.unlink()
 
 
 def save_unit(folder: str | os.PathLike, state: Dict[str, torch.Tensor], config: Dict[str, Any], *,
@@ -521,8 +440,9 @@ def save_unit(folder: str | os.PathLike, state: Dict[str, torch.Tensor], config:
     state = {k: v.detach().contiguous().cpu() for k, v in state.items()}
     bad = _nonfinite(state)
     if bad:
-        raise CheckpointError(f"not saved: the weights hold NaN/inf values ({', '.join(bad[:3])}); training "
-                              "diverged. Lower the learning rate and re-train; the previous checkpoint is kept.")
+        raise CheckpointError(f"not saved: the generator weights hold NaN/inf values ({', '.join(bad[:3])}); "
+                              "training diverged. Lower the learning rate (fp32 precision) and re-train; the "
+                              "previous checkpoint (if any) is kept.")
     files = (weights_name, config_name)
     try:
         folder.mkdir(parents=True, exist_ok=True)

@@ -42,7 +42,8 @@ from .errors import ConfigError
 from .noise.config import AUTHORS_NOISE, NoiseConfig, NoiseConfigError
 
 OPTIMIZERS = ("sgd", "adamw")
-SCHEDULES = ("cosine", "cosine_dassl", "cosine_step", "warmup_cosine_step", "constant")
+SCHEDULES = ("cosine", "cosine_dassl", "cosine_step", "warmup_cosine_step", "hf_cosine_warmup", "constant")
+STEP_SCHEDULES = ("cosine_step", "warmup_cosine_step", "hf_cosine_warmup", "constant")  # usable with max_steps
 EVAL_MODES = ("mean", "single", "average")
 PRECISIONS = ("fp32", "amp")
 MAX_SEED = 2 ** 32 - 1  # numpy / torch seeds must fit; larger ones overflow deep inside
@@ -67,7 +68,15 @@ class Recipe:
     schedule:  cosine      - Dassl: constant warm-up epochs at `warmup_lr`, then cosine over
                              the remaining epochs, set once per epoch;
                cosine_step - Tip-Adapter-F: cosine annealing per step over all steps, no warm-up;
+               warmup_cosine_step - linear warm-up (t + 1) / W per step, then cosine (toy CLIP pretraining);
+               hf_cosine_warmup - exactly transformers' get_cosine_schedule_with_warmup: warm-up t / W
+                             (lr 0 at the first step), then cosine to 0 (MuNG's released codes);
                constant.
+               The per-step warm-up W is `warmup_steps`, else ceil(total_steps * warmup_ratio) (the
+               Hugging Face Trainer's rule), else warmup_epochs * steps_per_epoch.
+    max_steps: > 0: a step budget - train exactly this many optimizer steps, cycling through the
+               data (`epochs` is then unused; needs a per-step schedule); 0 = `epochs` epochs.
+    max_grad_norm: clip the gradients' global norm to this before each step (0 = no clipping).
     aug_views: augmented views cached per training image when image features are cached;
                0 = as many views as epochs, a fresh one each epoch (the reference re-augments
                every epoch).
@@ -92,6 +101,10 @@ class Recipe:
     eval_every: int = 1  # validation accuracy every N epochs (0 = never)
     num_workers: int = 0
     log_every: int = 0  # also log every N steps to metrics.jsonl
+    max_steps: int = 0  # step budget (0 = train `epochs` epochs)
+    max_grad_norm: float = 0.0  # gradient clipping (0 = off)
+    warmup_steps: int = 0  # per-step schedules' warm-up in steps (0 = warmup_ratio / warmup_epochs)
+    warmup_ratio: float = 0.0  # per-step schedules' warm-up as a fraction of all steps (0 = warmup_epochs)
 
     def __post_init__(self) -> None:
         self.adam_betas = tuple(float(b) for b in self.adam_betas)
@@ -118,6 +131,24 @@ class Recipe:
             raise ConfigError(f"the learning rate must be > 0, got {self.lr!r} (e.g. 0.002)")
         if len(self.adam_betas) != 2 or not all(0 <= b < 1 for b in self.adam_betas):
             raise ConfigError(f"adam_betas must be two numbers in [0, 1), got {list(self.adam_betas)}")
+        _int_range("max_steps", self.max_steps, 0, 1_000_000_000)
+        _int_range("warm-up steps", self.warmup_steps, 0, 1_000_000_000)
+        for name in ("max_grad_norm", "warmup_ratio"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) or v < 0:
+                raise ConfigError(f"{name} must be a finite number >= 0, got {v!r}")
+        if self.warmup_ratio > 1:
+            raise ConfigError(f"warmup_ratio is a fraction of all steps, in [0, 1]; got {self.warmup_ratio!r}")
+        if self.warmup_steps and self.warmup_ratio:
+            raise ConfigError("give the warm-up as warmup_steps or as warmup_ratio, not both")
+        if self.max_steps and self.schedule not in STEP_SCHEDULES:
+            raise ConfigError(f"a step budget (max_steps) needs a per-step schedule {STEP_SCHEDULES}, "
+                              f"got {self.schedule!r}")
+
+    @property
+    def betas(self) -> Tuple[float, float]:
+        """Alias of `adam_betas` (the name the MuNG recipes used); not a field, not serialised."""
+        return self.adam_betas
 
     def views(self) -> int:
         """Augmented views to cache: `aug_views`, or one per epoch when it is 0."""

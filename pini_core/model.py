@@ -152,17 +152,19 @@ class PiNIModel(nn.Module):
             return self.base_text_features.unsqueeze(0)
         mu = sigma = eps = None
         if cfg.text_location == "prompt":
+            # The noisy prefix is the same for every class: build it for one prompt only
+            # (classes=[0]); the class suffixes (name, ".", EOT) are untouched by the noise.
             if noise is None:
-                pn = self.prompt_noise(draws, mode, generator)
+                pn = self.prompt_noise(draws, mode, generator, classes=[0])
                 mu, sigma, eps, noise, emb = pn["mu"], pn["sigma"], pn["eps"], pn["noise"], pn["embeds"]
             else:
-                emb = self.noisy_prompt_embeddings(noise)
+                emb = self.noisy_prompt_embeddings(noise, classes=[0])
             # Exact shared-prefix encoding (pini_core.text_prefix): SOS + noisy prefix once per
             # draw, class suffixes against its cached K/V; full encoder where not covered.
             from .text_prefix import encode_prompts
 
             p = self.prompt_span().stop
-            out = encode_prompts(bb, emb[:, 0, :p], emb[0, :, p:], self.token_ids,
+            out = encode_prompts(bb, emb[:, 0, :p], self.prompt_embeds[:, p:], self.token_ids,
                                  enabled=getattr(self, "shared_prefix", None))  # [m, C, D]
         else:  # text feature level
             base = self.base_text_features

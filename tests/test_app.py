@@ -206,16 +206,18 @@ def test_prompt_distribution_lists_real_tokens(trained):
 
 
 def test_pi_noise_meter(trained):
+    # the meter's four rows in detail: tests/test_app_meter.py
+    from pini_core.analysis.meter import ROW_LABELS, ROWS
+
     c, _ = trained
-    bars, table, status = c.predict(2, 30, api_name="/pi_noise_meter")
-    assert "30 held-out images" in status
+    plot, table, notes = c.predict(2, 30, api_name="/pi_noise_meter")
+    assert "30 held-out images" in notes and Path(plot).read_bytes()[:4] == b"\x89PNG"
     rows = {r[0]: r for r in table["data"]}
-    assert set(rows) == {"learned", "random", "none"}
-    h_t = rows["none"][1]
-    assert h_t > 0 and rows["none"][3] == 0.0
-    for name in ("learned", "random"):
-        assert rows[name][3] == pytest.approx(h_t - rows[name][2], abs=1e-3)  # I = H(T) - H(T|eps)
-    assert {r[0] for r in bars["data"]} == {"learned", "random", "none"}
+    assert list(rows) == [ROW_LABELS[k] for k in ROWS]
+    h_t = rows[ROW_LABELS["none"]][1]
+    assert h_t > 0 and rows[ROW_LABELS["none"]][2] == 0.0
+    for r in rows.values():
+        assert r[2] == pytest.approx(h_t - r[1], abs=1e-3)  # I = H(T) - H(T|eps)
 
 
 def test_training_streams_stops_on_request_and_yields_a_loadable_checkpoint(url, tmp_path):

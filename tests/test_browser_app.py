@@ -1,20 +1,38 @@
 """A real browser on the real page: headless Chromium (Debian package `chromium`) driven by
-Playwright opens the app, trains a generator for a few epochs, shows its noise, and saves
-a screenshot to results/browser/ (or $PINI_RESULTS_DIR)."""
+Playwright. Screenshots go to results/browser/ (or $PINI_RESULTS_DIR/browser).
+
+- results on open: with no click on any button, every tab (Noise, Classify, Prompt, MuNG)
+  shows a computed result for its default example, with the example's TRUE label;
+- phone (390x844): every tab button is visible (no "•••" menu), the dropdowns and the Table 8
+  cells keep whole words;
+- two students train at once (two browser contexts) and neither sees the other's generator;
+- Stop races the end of a training 10 times: the final result is never overwritten;
+- the page explains a model that cannot load.
+
+`python -m tests.test_browser_app cold-start [N]` measures cold start (process start -> page
+with results in every tab) N times and writes results/browser/cold_start.json.
+"""
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
+import statistics
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from tests.app_server import running_app
+from tests.app_server import _free_port, running_app
 
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 CANDIDATES = [os.environ.get("PINI_CHROMIUM"), "/usr/bin/chromium", shutil.which("chromium"),
               shutil.which("chromium-browser")]
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def find_chromium():
@@ -30,64 +48,237 @@ pytestmark = pytest.mark.skipif(
     reason="Chromium not found (looked at $PINI_CHROMIUM, /usr/bin/chromium, chromium and chromium-browser on "
            "PATH): install the Debian package with `apt-get install -y chromium` to run the browser test")
 
+V_IMAGE_CNN = "raw image · CNN"
+TABS = {"noise": "Noise on images", "classify": "Classify", "prompt": "Prompt distribution",
+        "mung": "MuNG (multimodal LLMs)", "train": "Train"}
+
 
 def results_dir() -> Path:
-    d = Path(os.environ.get("PINI_RESULTS_DIR") or Path(__file__).resolve().parent.parent / "results") / "browser"
+    d = Path(os.environ.get("PINI_RESULTS_DIR") or ROOT / "results") / "browser"
     d.mkdir(parents=True, exist_ok=True)
     return d
 
 
-def test_browser_trains_and_shows_noise(tmp_path):
-    sync_api = pytest.importorskip("playwright.sync_api")
-    shots = results_dir()
-    with running_app("embedded") as url, sync_api.sync_playwright() as p:
-        ctx = p.chromium.launch_persistent_context(str(tmp_path / "profile"), executable_path=CHROMIUM,
-                                                   headless=True, args=CHROMIUM_ARGS,
-                                                   viewport={"width": 1400, "height": 1000})
-        page = ctx.pages[0] if ctx.pages else ctx.new_page()
-        errors = []
-        page.on("pageerror", lambda e: errors.append(str(e)))
+@pytest.fixture(scope="module")
+def sync_api():
+    return pytest.importorskip("playwright.sync_api")
+
+
+@pytest.fixture(scope="module")
+def app_url():
+    with running_app("embedded") as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def browser(sync_api):
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         try:
-            page.goto(url, wait_until="domcontentloaded", timeout=60_000)
-            status = page.locator("#model-status")
-            sync_api.expect(status).to_contain_text("Loaded:", timeout=90_000)
-
-            # Train: a raw-image generator for 2 epochs on the default toy task.
-            page.get_by_role("tab", name="Train").click()
-            epochs = page.get_by_label("number input for Epochs")
-            epochs.fill("2")
-            epochs.press("Tab")
-            visual = page.get_by_label("Visual noise (location · generator)")
-            visual.click()
-            page.get_by_role("option", name="raw image · CNN").click()
-            page.get_by_role("button", name="Train", exact=True).click()
-            train_status = page.locator("#train-status")
-            sync_api.expect(train_status).to_contain_text("Epoch 1/2", timeout=120_000)
-            sync_api.expect(train_status).to_contain_text("Finished", timeout=120_000)
-            sync_api.expect(page.locator("#generator-status")).to_contain_text("trained here", timeout=10_000)
-            page.screenshot(path=str(shots / "train.png"), full_page=True)
-
-            # Noise on images: the default example, Figure-4 style maps.
-            page.get_by_role("tab", name="Noise on images").click()
-            page.get_by_role("button", name="Show the noise").click()
-            info = page.locator("#noise-info")
-            sync_api.expect(info).to_contain_text("sigma", timeout=60_000)
-            for key in ("raw", "noisy", "mu", "sigma"):
-                sync_api.expect(page.locator(f"#noise-{key} img")).to_be_visible(timeout=30_000)
-            sync_api.expect(page.locator("#noise-mu")).to_contain_text("μ heatmap")
-            page.screenshot(path=str(shots / "noise.png"), full_page=True)
+            yield b
         finally:
+            b.close()
+
+
+def _page(browser, **kw):
+    ctx = browser.new_context(viewport=kw.pop("viewport", {"width": 1400, "height": 1000}), **kw)
+    page = ctx.new_page()
+    page.errors = []
+    page.on("pageerror", lambda e: page.errors.append(str(e)))
+    return ctx, page
+
+
+def open_tab(page, key: str) -> None:
+    page.get_by_role("tab", name=TABS[key], exact=True).click()
+
+
+def expect_results_on_open(sync_api, page, timeout=120_000, shots: Path | None = None) -> dict:
+    """With no click on any button: a result image and the true label in every tab. Returns the
+    seconds (since the call) at which each tab's result was there."""
+    expect, t0, seen = sync_api.expect, time.time(), {}
+    sync_api.expect(page.locator("#model-status")).to_contain_text("Loaded:", timeout=timeout)
+    open_tab(page, "noise")
+    expect(page.locator("#noise-mu img")).to_be_visible(timeout=timeout)
+    expect(page.locator("#noise-status")).to_contain_text("True label:", timeout=timeout)
+    seen["noise"] = time.time() - t0
+    if shots:
+        page.screenshot(path=str(shots / "open_noise.png"), full_page=True)
+    open_tab(page, "classify")
+    expect(page.locator("#classify-spread img")).to_be_visible(timeout=timeout)
+    expect(page.locator("#classify-status")).to_contain_text("True label:", timeout=timeout)
+    expect(page.locator("#classify-example")).to_contain_text("true label", timeout=timeout)
+    seen["classify"] = time.time() - t0
+    if shots:
+        page.screenshot(path=str(shots / "open_classify.png"), full_page=True)
+    open_tab(page, "prompt")
+    expect(page.locator("#prompt-table")).to_contain_text("photo", timeout=timeout)
+    expect(page.locator("#prompt-status")).to_contain_text("draws", timeout=timeout)
+    seen["prompt"] = time.time() - t0
+    if shots:
+        page.screenshot(path=str(shots / "open_prompt.png"), full_page=True)
+    open_tab(page, "mung")
+    expect(page.locator("#mung-attention img")).to_be_visible(timeout=timeout)
+    expect(page.locator("#mung-strip img")).to_be_visible(timeout=timeout)
+    expect(page.locator("#mung-example")).to_contain_text("true answer", timeout=timeout)
+    expect(page.locator("#mung-after textarea")).to_have_value(re.compile("right|wrong"),
+                                                               timeout=timeout)
+    seen["mung"] = time.time() - t0
+    if shots:
+        page.screenshot(path=str(shots / "open_mung.png"), full_page=True)
+    return seen
+
+
+# ------------------------------------------------------------------------------------------
+def test_every_tab_shows_a_result_and_the_true_label_on_open(sync_api, app_url, browser):
+    shots = results_dir()
+    ctx, page = _page(browser)
+    try:
+        page.goto(app_url, wait_until="domcontentloaded", timeout=60_000)
+        expect_results_on_open(sync_api, page, shots=shots)
+        # the right/wrong marks are computed, never written down: each matches the predictions
+        open_tab(page, "classify")
+        status = page.locator("#classify-status").inner_text()
+        assert ("✓" in status or "✗" in status) and "fixes" in status and "breaks" in status, status
+        # the Noise tab opens on Figure 4 when a raw-image generator is shipped
+        from demo.shipped import shipped_image_folder
+
+        open_tab(page, "noise")
+        if shipped_image_folder() is not None:
+            sync_api.expect(page.locator("#noise-status")).to_contain_text("raw-image", timeout=10_000)
+            sync_api.expect(page.locator("#noise-noisy img")).to_be_visible()
+    finally:
+        ctx.close()
+    assert (shots / "open_noise.png").stat().st_size > 20_000
+    assert not page.errors, page.errors
+
+
+def test_phone_layout_keeps_tabs_dropdowns_and_tables_usable(sync_api, app_url, browser):
+    ctx, page = _page(browser, viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True,
+                      device_scale_factor=2)
+    try:
+        page.goto(app_url, wait_until="domcontentloaded", timeout=60_000)
+        sync_api.expect(page.locator("#model-status")).to_contain_text("Loaded:", timeout=120_000)
+        tabs = page.get_by_role("tab")
+        names = [t.inner_text().strip() for t in tabs.all() if t.is_visible()]
+        for name in list(TABS.values()) + ["Learn π-noise"]:
+            assert name in names, f"tab {name!r} is not visible on a phone: {names}"
+        for t in tabs.all():  # nothing is cut with an ellipsis
+            if t.is_visible():
+                assert t.evaluate("e => e.scrollWidth <= e.clientWidth + 1"), t.inner_text()
+        page.screenshot(path=str(results_dir() / "phone_top.png"), full_page=False)
+        # the example dropdown shows its whole value
+        open_tab(page, "classify")
+        box = page.locator("input[aria-label='Example image']:visible").first
+        sync_api.expect(box).to_be_visible(timeout=30_000)
+        assert box.evaluate("e => e.scrollWidth <= e.clientWidth + 2"), "the example name is cut"
+        sync_api.expect(page.locator("#classify-status")).to_contain_text("True label:", timeout=120_000)
+        page.screenshot(path=str(results_dir() / "phone_classify.png"), full_page=True)
+        # Table 8: a cell holds a whole word on one line (the table scrolls sideways instead)
+        open_tab(page, "prompt")
+        sync_api.expect(page.locator("#prompt-table")).to_contain_text("photo", timeout=120_000)
+        cell = page.locator("#prompt-table td").filter(has_text="photo").first
+        h = cell.evaluate("e => e.getBoundingClientRect().height")
+        line = cell.evaluate("e => parseFloat(getComputedStyle(e).lineHeight) || 20")
+        assert h < 2.6 * line, f"a table cell wraps ({h:.0f} px high, line {line:.0f} px)"
+        page.screenshot(path=str(results_dir() / "phone_prompt.png"), full_page=True)
+    finally:
+        ctx.close()
+    assert not page.errors, page.errors
+
+
+def _start_training(page, task: str, epochs: int, shots: int) -> None:
+    open_tab(page, "train")
+    box = page.get_by_label("Task", exact=True)
+    box.click()
+    page.get_by_role("option", name=task, exact=True).click()
+    for label, value in (("number input for Epochs", epochs), ("number input for Shots per class", shots)):
+        field = page.get_by_label(label)
+        field.fill(str(value))
+        field.press("Tab")
+    visual = page.get_by_label("Visual noise (location · generator)")
+    visual.click()
+    page.get_by_role("option", name=V_IMAGE_CNN).click()
+    page.get_by_role("button", name="Train", exact=True).click()
+
+
+def test_two_students_train_at_once_and_keep_their_own_generators(sync_api, app_url, browser):
+    pages = []
+    try:
+        for _ in range(2):
+            pages.append(_page(browser))
+        for _, page in pages:
+            page.goto(app_url, wait_until="domcontentloaded", timeout=60_000)
+            sync_api.expect(page.locator("#model-status")).to_contain_text("Loaded:", timeout=120_000)
+        runs = [3, 4]  # epochs: tells the two generators apart ("trained here (..., 3 epochs)")
+        for (_, page), n in zip(pages, runs):
+            _start_training(page, "toy-clutter", epochs=n, shots=1)
+            sync_api.expect(page.locator("#train-estimate")).to_contain_text("About", timeout=10_000)
+        started, finished = [], []
+        for (_, page), n in zip(pages, runs):  # both are training before either has finished: at once
+            sync_api.expect(page.locator("#train-status")).to_contain_text(f"Epoch 1/{n}", timeout=120_000)
+            started.append(time.time())
+        for _, page in pages:
+            sync_api.expect(page.locator("#train-status")).to_contain_text("Finished", timeout=180_000)
+            finished.append(time.time())
+        assert max(started) < min(finished), "the second training only started after the first ended"
+        for i, ((_, page), n) in enumerate(zip(pages, runs)):
+            mine, other = f"{n} epochs", f"{runs[1 - i]} epochs"
+            gen = page.locator("#generator-status")
+            sync_api.expect(gen).to_contain_text("trained here", timeout=10_000)
+            sync_api.expect(gen).to_contain_text(mine)
+            assert other not in gen.inner_text()  # never the other student's generator
+            open_tab(page, "noise")  # "auto" shows the session's own generator
+            page.get_by_role("button", name="Show the noise").click()
+            sync_api.expect(page.locator("#noise-status")).to_contain_text(mine, timeout=60_000)
+            assert other not in page.locator("#noise-status").inner_text()
+            page.screenshot(path=str(results_dir() / f"two_students_{i + 1}.png"), full_page=True)
+            assert not page.errors, page.errors
+    finally:
+        for ctx, _ in pages:
             ctx.close()
-    assert (shots / "noise.png").stat().st_size > 20_000
-    assert not errors, errors
 
 
-def test_browser_page_explains_a_model_that_cannot_load(tmp_path):
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with running_app("NoSuchNet-7:nothing") as url, sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+def test_stop_never_overwrites_the_final_result_10_times(sync_api, app_url, browser):
+    ctx, page = _page(browser)
+    outcomes = []
+    try:
+        page.goto(app_url, wait_until="domcontentloaded", timeout=60_000)
+        sync_api.expect(page.locator("#model-status")).to_contain_text("Loaded:", timeout=120_000)
+        _start_training(page, "toy-clutter", epochs=2, shots=1)
+        status, note = page.locator("#train-status"), page.locator("#train-stop-note")
+        stop = page.get_by_role("button", name="Stop (keep what was trained)")
+        train = page.get_by_role("button", name="Train", exact=True)
+        done = re.compile("Finished|Stopped early")
+        for i in range(10):
+            if i:
+                train.click()
+            sync_api.expect(status).not_to_contain_text(done, timeout=60_000)  # this run has begun
+            sync_api.expect(status).to_contain_text("Training on", timeout=60_000)
+            # stop at different moments: right after the start, after the 1st epoch, at the last one
+            if i % 3 == 1:
+                sync_api.expect(status).to_contain_text(re.compile("Epoch 1/2|Epoch 2/2|Finished|Stopped"),
+                                                        timeout=60_000)
+            elif i % 3 == 2:
+                sync_api.expect(status).to_contain_text(re.compile("Epoch 2/2|Finished|Stopped"), timeout=60_000)
+            stop.click()
+            sync_api.expect(status).to_contain_text(done, timeout=60_000)
+            time.sleep(0.5)  # a late Stop reply would land now
+            final = status.inner_text()
+            assert "Finished" in final or "Stopped early" in final, (i, final)
+            assert "Stopping after the current step" not in final, (i, final)
+            sync_api.expect(note).to_contain_text("Stopping", timeout=10_000)  # Stop's reply: its own line
+            outcomes.append("stopped" if "Stopped early" in final else "finished")
+        page.screenshot(path=str(results_dir() / "stop_race.png"), full_page=True)
+    finally:
+        ctx.close()
+    assert len(outcomes) == 10
+    assert not page.errors, page.errors
+
+
+def test_browser_page_explains_a_model_that_cannot_load(sync_api, browser):
+    with running_app("NoSuchNet-7:nothing") as url:
+        ctx, page = _page(browser)
         try:
-            page = browser.new_page()
             page.goto(url, wait_until="domcontentloaded", timeout=60_000)
             status = page.locator("#model-status")
             sync_api.expect(status).to_contain_text("Could not load NoSuchNet-7:nothing", timeout=60_000)
@@ -100,4 +291,69 @@ def test_browser_page_explains_a_model_that_cannot_load(tmp_path):
             sync_api.expect(status).to_contain_text("Loaded:", timeout=60_000)
             page.screenshot(path=str(results_dir() / "model_failure_then_embedded.png"), full_page=True)
         finally:
-            browser.close()
+            ctx.close()
+
+
+# ------------------------------------------------------------------------------------------
+def cold_start(runs: int = 3) -> dict:
+    """Seconds from `python app.py` starting to the page showing results in every tab (and per-tab
+    latency of a click), median over `runs` fresh processes; written to cold_start.json."""
+    from playwright.sync_api import sync_playwright
+    import playwright.sync_api as sync_api
+
+    out = {"runs": []}
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    for _ in range(runs):
+        port = _free_port()
+        t0 = time.time()
+        proc = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--port", str(port)], cwd=ROOT, env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            url = f"http://127.0.0.1:{port}/"
+            import urllib.request
+
+            while True:
+                try:
+                    urllib.request.urlopen(url, timeout=2).read()
+                    break
+                except Exception:  # noqa: BLE001 - not served yet
+                    if proc.poll() is not None:
+                        raise RuntimeError("app.py exited")
+                    time.sleep(0.2)
+            served = time.time() - t0
+            with sync_playwright() as p:
+                b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+                page = b.new_page(viewport={"width": 1400, "height": 1000})
+                page.goto(url, wait_until="domcontentloaded", timeout=60_000)
+                seen = expect_results_on_open(sync_api, page, timeout=180_000)
+                ready = time.time() - t0
+                lat = {}
+                for key, button in (("noise", "Show the noise"), ("classify", "Classify"),
+                                    ("prompt", "Decode the prompt noise"), ("mung", "Explain")):
+                    open_tab(page, key)
+                    sel = {"noise": "#noise-status", "classify": "#classify-status", "prompt": "#prompt-status",
+                           "mung": "#mung-after textarea"}[key]
+                    page.evaluate("s => { const e = document.querySelector(s); if (e) e.dataset.old = '1'; }", sel)
+                    t = time.time()
+                    page.get_by_role("button", name=button, exact=True).click()
+                    # the status line re-renders when the new result arrives (Gradio shows a pending state first)
+                    page.wait_for_function("s => { const e = document.querySelector(s); "
+                                           "return e && !e.closest('.pending') && !document.querySelector('.pending'); }",
+                                           arg=sel, timeout=60_000)
+                    lat[key] = time.time() - t
+                b.close()
+            out["runs"].append({"served_s": served, "page_with_results_s": ready,
+                                "tab_results_after_page_open_s": seen, "click_latency_s": lat})
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+    out["median_page_with_results_s"] = statistics.median(r["page_with_results_s"] for r in out["runs"])
+    out["median_served_s"] = statistics.median(r["served_s"] for r in out["runs"])
+    out["median_click_latency_s"] = {k: statistics.median(r["click_latency_s"][k] for r in out["runs"])
+                                     for k in out["runs"][0]["click_latency_s"]}
+    (results_dir() / "cold_start.json").write_text(json.dumps(out, indent=2))
+    return out
+
+
+if __name__ == "__main__" and len(sys.argv) > 1 and sys.argv[1] == "cold-start":
+    print(json.dumps(cold_start(int(sys.argv[2]) if len(sys.argv) > 2 else 3), indent=2))

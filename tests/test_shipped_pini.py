@@ -8,13 +8,26 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 FOLDERS = sorted(p for p in (ROOT / "checkpoints" / "pini").iterdir() if (p / "pini_config.json").exists())
-SHIPPED = FOLDERS[0]
-TASK = json.loads((SHIPPED / "pini_config.json").read_text())["data"]["dataset"]
+CONFIGS = {p: json.loads((p / "pini_config.json").read_text()) for p in FOLDERS}
+DEFAULTS = [p for p in FOLDERS if CONFIGS[p]["noise"]["visual_location"] != "image"]
+RAW_IMAGE = [p for p in FOLDERS if CONFIGS[p]["noise"]["visual_location"] == "image"]
+SHIPPED = DEFAULTS[0]  # the feature-level default every tab opens on
+TASK = CONFIGS[SHIPPED]["data"]["dataset"]
 
 
-def test_exactly_one_shipped_generator_on_a_toy_task():
-    assert len(FOLDERS) == 1, FOLDERS  # the app opens on it; two would make that choice arbitrary
+def test_one_default_and_one_raw_image_generator_on_the_same_toy_task():
+    # the app opens every tab on the default and the Noise tab on the raw-image one (Figure 4);
+    # two of a kind would make that choice arbitrary
+    assert len(DEFAULTS) == 1 and len(RAW_IMAGE) == 1 and len(FOLDERS) == 2, FOLDERS
     assert TASK.startswith("toy-") and SHIPPED.name == TASK
+    raw = CONFIGS[RAW_IMAGE[0]]
+    assert raw["data"]["dataset"] == TASK and raw["noise"]["visual_generator"] == "cnn"
+    assert raw["command"].startswith("python -m pini_core train") and "--visual-location image" in raw["command"]
+    assert raw["backbone"]["fingerprint"] == CONFIGS[SHIPPED]["backbone"]["fingerprint"]  # the same CLIP
+    assert (RAW_IMAGE[0] / "pini_generators.safetensors").stat().st_size <= 2_000_000
+    from demo.shipped import shipped_folder, shipped_image_folder
+
+    assert shipped_folder() == SHIPPED and shipped_image_folder() == RAW_IMAGE[0]
 
 
 @pytest.fixture(scope="module")

@@ -260,6 +260,8 @@ def test_speed_command_three_paths_json_and_extrapolation(tmp_path, capsys):
             r = by[c, p]
             assert r["steps_per_s"] == pytest.approx(1 / r["s_per_step"]) and r["s_per_step"] > 0
             assert r["x_vs_default"] == pytest.approx(by[c, "default"]["s_per_step"] / r["s_per_step"])
+            assert r["cpu_s_per_step"] > 0
+            assert r["cpu_x_vs_default"] == pytest.approx(by[c, "default"]["cpu_s_per_step"] / r["cpu_s_per_step"])
     # 40 classes: default (~1 100 tokens) and authors (1 600) exceed the 12 MB activation budget
     assert by[40, "default"]["extrapolated"] and by[40, "authors"]["extrapolated"]
     assert not by[40, "shared"]["extrapolated"] and len(by[40, "shared"]["s_per_step_all"]) == 1

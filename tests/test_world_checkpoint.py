@@ -98,6 +98,26 @@ def test_toy_tasks_leave_room_to_adapt_and_are_above_chance(loaded):
             assert rec[task]["chance"] + 5 < acc < source - 5, (task, acc)
 
 
+def test_pretrained_without_any_methods_placeholder_captions():
+    """Issue 14: the shipped model's recipe put no prompt-learning placeholder ("x" prefix)
+    before any caption; long captions come from natural extra text instead."""
+    assert META.get("prefix_rate", 0.0) == 0.0
+    assert 0.0 < META["extra_rate"] <= 1.0
+
+
+def test_prompt_sensitivity_is_recorded_and_reproduces(loaded):
+    """The sidecar's prompt sensitivity (`python -m pini_core prompt-sensitivity`) is what the
+    shipped weights give on the recorded batch; the text tower is not blind at PiNI's "x"
+    placeholders: the ratio is no lower than a random-init tower's of the same architecture."""
+    from pini_core.commands import sensitivity
+
+    rec = META["prompt_sensitivity"]
+    feats, labels, classnames, template = sensitivity.fixed_batch(loaded, rec["dataset"], rec["shots"], rec["seed"])
+    res = sensitivity.prompt_sensitivity(loaded, feats, labels, classnames, template, seed=rec["seed"])
+    assert res["ratio"] == pytest.approx(rec["ratio"], rel=1e-2)
+    assert rec["ratio"] >= rec["random_init_reference"]["ratio"], rec
+
+
 def test_wrong_directory_gives_a_clear_error(tmp_path):
     with pytest.raises(PiniError, match="run `python -m pini_core pretrain"):
         load_toyclip(tmp_path)

@@ -34,7 +34,8 @@ def pi_noise_lesson(model: PiNIModel, splits=None, *, n_images: int = 200, draws
     "zero_shot": {"template", "test": {"accuracy" (%), "H_T" (nats, Eq. 3)},
                   "targets": {domain: {"accuracy", "H_T", "n"}}},
     "meter": `pi_noise_meter`'s result on the same test images,
-    "noise": {"describe", "visual_location", "visual_generator", "text_location", "text_generator"},
+    "noise": {"describe", "visual_location", "visual_generator", "text_location", "text_generator",
+              "n_ctx" (placeholder words before the template; 0 without prompt noise), "prompt_format"},
     "recipe": {"preset", "lr", "epochs", "shots", "last_loss" (the Eq. 13 bound at the last
                epoch), "test_accuracy" (%), "test_mode"} as far as the checkpoint records them,
     "decode": [{"position", "token", "word", "count", "draws"}] (None without prompt noise),
@@ -63,7 +64,8 @@ def pi_noise_lesson(model: PiNIModel, splits=None, *, n_images: int = 200, draws
     cfg = model.noise_cfg
     noise = {"describe": cfg.describe(), "visual_location": cfg.visual_location,
              "visual_generator": cfg.visual_generator, "text_location": cfg.text_location,
-             "text_generator": cfg.text_generator}
+             "text_generator": cfg.text_generator, "n_ctx": cfg.n_ctx if cfg.text_location == "prompt" else 0,
+             "prompt_format": model.prompt_format}
     decode = None
     if cfg.text_location == "prompt":
         from .decode import decode_prompt_noise

@@ -188,13 +188,13 @@ def meter_warnings(res: Dict[str, Any]) -> List[str]:
     cross-attention makes mu the same for every image."""
     out = []
     base = res["none"]
-    for name in ROWS[1:]:
-        r = res[name]
-        if r["I"] > I_TOLERANCE and abs(r["correct"] - base["correct"]) < 0.5:
-            out.append(f"I(T, ε) = {r['I']:+.3f} nats for '{r['label']}', but accuracy is unchanged "
-                       f"({r['accuracy']:.1f} % with and without noise): the noise made the true class more "
-                       "probable on average without changing a single decision. I > 0 is not the same as "
-                       "more images right.")
+    same = [res[name] for name in ROWS[1:]
+            if res[name]["I"] > I_TOLERANCE and abs(res[name]["correct"] - base["correct"]) < 0.5]
+    if same:
+        rows = "; ".join(f"{r['label']}: I(T, ε) = {r['I']:+.3f} nats" for r in same)
+        out.append(f"I > 0 but accuracy unchanged ({base['accuracy']:.1f} % with and without noise) for {rows}. "
+                   "The noise made the true class more probable on average without changing a single decision: "
+                   "I > 0 is not the same as more images right.")
     att = res.get("attention")
     if att and att.get("n") and att.get("relative_entropy", 1.0) < 0.1 and att.get("top_class_share", 0.0) > 0.9:
         out.append(f"The visual cross-attention is saturated: it attends to '{att['top_class']}' for "
@@ -245,8 +245,9 @@ def task_splits(model: PiNIModel):
         raise DataError("This generator's checkpoint does not record the task it was trained on, so there are no "
                         "held-out images to measure on. Train a generator in the Train tab instead.")
     if data.get("root") is not None or name not in list_datasets() or not name.startswith("toy-"):
-        raise DataError(f"This generator was trained on images of its own ({name}), which are not on this server. "
-                        "Train it again in the Train tab in this session: the meter then uses its held-out images.")
+        raise DataError("This generator was trained on images of its own (an upload or a folder on disk), whose "
+                        "held-out images the meter cannot rebuild. Train it again in the Train tab in this session: "
+                        "the meter then uses its held-out images.")
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2 ** 32:
         raise DataError(f"This checkpoint's data seed {seed!r} is not a seed; re-save or re-train it.")
     splits = get_dataset(name, seed=seed)
@@ -284,15 +285,13 @@ def plot_meter_rows(res: Dict[str, Any], title: Optional[str] = None):
     """matplotlib Figure of the four rows: I(T, eps) in nats (left, 0 marked) and accuracy in %
     (right, 0-100, with chance 100/C and the no-noise accuracy marked). Titles sit inside the
     figure, above the axes, so nothing that frames the image can cover them."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: safe in the app's request threads
 
     rows = res["rows"][::-1]  # first row on top
     labels = [r["label"] for r in rows]
     colours = [ROW_COLOURS[r["name"]] for r in rows]
-    fig, (ax_i, ax_a) = plt.subplots(1, 2, figsize=(9.5, 3.8), sharey=True)
+    fig = Figure(figsize=(9.5, 3.8))
+    ax_i, ax_a = fig.subplots(1, 2, sharey=True)
     y = range(len(rows))
     i_vals = [r["I"] for r in rows]
     ax_i.barh(y, i_vals, color=colours, edgecolor="black", linewidth=0.5)

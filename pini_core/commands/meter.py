@@ -42,7 +42,7 @@ def run(args) -> int:
     from ..analysis.meter import balanced_subset, meter_notes, pi_noise_meter, plot_meter_rows
 
     bb, model, splits, data, _ = checkpoint_and_split(args)
-    if args.images:
+    if getattr(args, "images", None):
         data = balanced_subset(data, args.images)
     res = pi_noise_meter(model, data, draws=args.draws, seed=args.noise_seed)
     notes = meter_notes(res)
@@ -58,11 +58,8 @@ def run(args) -> int:
     for w in res["warnings"]:
         print(f"warning: {w}")
     if args.plot:
-        import matplotlib.pyplot as plt
-
-        fig = plot_meter_rows(res, title=f"pi-noise meter: {splits.name}, {args.split} split")
+        fig = plot_meter_rows(res, title=f"pi-noise meter: {getattr(splits, 'name', '')}, {args.split} split")
         fig.savefig(args.plot, dpi=120, bbox_inches="tight")
-        plt.close(fig)
         print(f"plot: {args.plot}")
     print(json.dumps(res))
     return 0

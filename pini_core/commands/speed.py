@@ -158,6 +158,7 @@ class _Stepper:
         self.opt = torch.optim.SGD([q for q in model.parameters() if q.requires_grad], lr=1e-3, momentum=0.9)
         self.ctx = (lambda: _AuthorsText(model.backbone)) if path == "authors" else contextlib.nullcontext
         self.times: List[float] = []
+        self.cpu_times: List[float] = []
 
     def step(self, timed: bool) -> None:
         import torch
@@ -166,7 +167,7 @@ class _Stepper:
         self.model.shared_prefix = self.path == "shared"
         if cuda:
             torch.cuda.synchronize()
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         with self.ctx():
             loss = self.model.compute_loss(self.inputs, self.labels)
             self.opt.zero_grad(set_to_none=True)
@@ -176,6 +177,7 @@ class _Stepper:
             torch.cuda.synchronize()
         if timed:
             self.times.append(time.perf_counter() - t)
+            self.cpu_times.append(time.process_time() - c)
 
 
 def _estimate_gb(tokens: int, bb) -> float:
@@ -192,17 +194,18 @@ def _extrapolate(rows: List[Dict]) -> None:
         for r in (r for r in rows if r["path"] == path and r["extrapolated"]):
             if not done:
                 continue
-            slope = 0.0
-            if len(done) >= 2:
-                a, b = done[-2], done[-1]
-                slope = (b["s_per_step"] - a["s_per_step"]) / max(1, b["text_tokens"] - a["text_tokens"])
-            if slope > 0:
-                s = b["s_per_step"] + slope * (r["text_tokens"] - b["text_tokens"])
-                r["extrapolated_from"] = [a["classes"], b["classes"]]
-            else:
-                s = done[-1]["s_per_step"] * r["text_tokens"] / done[-1]["text_tokens"]
-                r["extrapolated_from"] = [done[-1]["classes"]]
-            r["s_per_step"], r["steps_per_s"] = s, 1.0 / s
+            for key in ("s_per_step", "cpu_s_per_step"):
+                slope = 0.0
+                if len(done) >= 2:
+                    a, b = done[-2], done[-1]
+                    slope = (b[key] - a[key]) / max(1, b["text_tokens"] - a["text_tokens"])
+                if slope > 0:
+                    r[key] = b[key] + slope * (r["text_tokens"] - b["text_tokens"])
+                    r["extrapolated_from"] = [a["classes"], b["classes"]]
+                else:
+                    r[key] = done[-1][key] * r["text_tokens"] / done[-1]["text_tokens"]
+                    r["extrapolated_from"] = [done[-1]["classes"]]
+            r["steps_per_s"] = 1.0 / r["s_per_step"]
 
 
 def run(args) -> int:
@@ -274,7 +277,8 @@ def run(args) -> int:
                 bar.update(1)
         for row, st in steppers:
             med = statistics.median(st.times)
-            row.update(s_per_step=med, steps_per_s=1.0 / med, s_per_step_all=st.times)
+            row.update(s_per_step=med, steps_per_s=1.0 / med, s_per_step_all=st.times,
+                       cpu_s_per_step=statistics.median(st.cpu_times), cpu_s_per_step_all=st.cpu_times)
         del model
     bar.close()
     _extrapolate(rows)
@@ -282,17 +286,21 @@ def run(args) -> int:
         base = next((r for r in rows if r["classes"] == C and r["path"] == "default" and "s_per_step" in r), None)
         for r in (r for r in rows if r["classes"] == C and "s_per_step" in r):
             r["x_vs_default"] = base["s_per_step"] / r["s_per_step"] if base else None
-    print(f"{'C':>5} {'path':8} {'text tokens':>11} {'s/step':>9} {'steps/s':>9} {'x default':>9}")
+            r["cpu_x_vs_default"] = base["cpu_s_per_step"] / r["cpu_s_per_step"] if base else None
+    print("wall = elapsed seconds; cpu = this process's CPU seconds (all threads), robust to other load")
+    print(f"{'C':>5} {'path':8} {'text tokens':>11} {'s/step':>9} {'steps/s':>9} {'x default':>9} "
+          f"{'cpu s/step':>10} {'x (cpu)':>8}")
     for r in rows:
         if "s_per_step" not in r:
-            print(f"{r['classes']:>5} {r['path']:8} {r['text_tokens']:>11} {'-':>9} {'-':>9} {'-':>9}  "
-                  f"(skipped: {r.get('reason')})")
+            print(f"{r['classes']:>5} {r['path']:8} {r['text_tokens']:>11} {'-':>9} {'-':>9} {'-':>9} "
+                  f"{'-':>10} {'-':>8}  (skipped: {r.get('reason')})")
             continue
         x = f"{r['x_vs_default']:.2f}" if r.get("x_vs_default") else "-"
+        xc = f"{r['cpu_x_vs_default']:.2f}" if r.get("cpu_x_vs_default") else "-"
         flag = f"  (extrapolated from C={r['extrapolated_from']}: {r['reason']})" if r["extrapolated"] else ""
         note = f"  ({r['note']})" if r.get("note") else ""
         print(f"{r['classes']:>5} {r['path']:8} {r['text_tokens']:>11} {r['s_per_step']:>9.3f} "
-              f"{r['steps_per_s']:>9.3f} {x:>9}{flag}{note}")
+              f"{r['steps_per_s']:>9.3f} {x:>9} {r['cpu_s_per_step']:>10.3f} {xc:>8}{flag}{note}")
     if args.json and args.json != "-":
         from ..atomic import write_json
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import atomic
+from ..experiment import Recipe
 
 SIGMA_MODES = ("abs", "exp")
 ATTN_SCALES = ("head", "model", "none")
@@ -41,7 +42,7 @@ class MuNGConfig:
         "non_image" -> the authors' Qwen code: every token that is not a visual placeholder
         (system prompt, vision start/end, padding, answer).
     The named configurations `MUNG_PRESETS` ("project", "llava_code", "qwen_code") set these
-    together; `MUNG_RECIPES` hold the matching optimiser settings.
+    together; `MUNG_RECIPES` hold the matching training recipes (`pini_core.experiment.Recipe`).
     """
 
     visual_dim: int
@@ -105,29 +106,35 @@ MUNG_PRESETS = {
 }
 
 
-@dataclass(frozen=True)
-class MuNGRecipe:
-    """AdamW settings of generator training (`train.train_generator(recipe=...)`).
-
-    warmup_ratio None: the project's warm-up, max(1, steps // 20) steps (5 %); a number:
-    ceil(steps * ratio) steps, as the Hugging Face Trainer the released codes use. Cosine decay
-    to 0 afterwards in every case."""
-
-    lr: float = 2e-3
-    weight_decay: float = 0.0
-    betas: tuple = (0.9, 0.999)
-    warmup_ratio: float | None = None
+# Generator training recipes: the one recipe type, `pini_core.experiment.Recipe`, run by
+# `pini_core.trainer.fit` (`train.train_generator`). Common to all: AdamW (eps 1e-8), exactly
+# transformers' cosine-with-warm-up per step (`hf_cosine_warmup`, as the released codes' HF
+# Trainer), gradient norm clipped to 1.0, a step budget (`max_steps`, cycling through the
+# data), last partial batch dropped. The warm-up is ceil(max_steps * warmup_ratio) steps.
+def _mung_recipe(**kw) -> Recipe:
+    return Recipe(**{**dict(optimizer="adamw", schedule="hf_cosine_warmup", max_steps=500, max_grad_norm=1.0,
+                            batch_size=32, drop_last=True, weight_decay=0.0, adam_betas=(0.9, 0.999),
+                            warmup_epochs=0, augment=False, cache="off", eval_every=0), **kw})
 
 
 MUNG_RECIPES = {
-    # the toy host's recipe (`python -m pini_core mung train` defaults)
-    "project": MuNGRecipe(),
+    # the toy host's recipe (`python -m pini_core mung train` defaults: lr 2e-3, 500 steps, batch 32);
+    # warm-up 5 %: the earlier max(1, steps // 20) for every multiple of 20 steps (the shipped 1500)
+    "project": _mung_recipe(lr=2e-3, warmup_ratio=0.05),
     # LLaVA script: lr 2e-4, weight decay 0, warm-up 3 % (beta2 not set there: the Trainer's 0.999).
     # Its script also trains LoRA (r 32) on the LLM and the projector; here only the generator trains.
-    "llava_code": MuNGRecipe(lr=2e-4, weight_decay=0.0, betas=(0.9, 0.999), warmup_ratio=0.03),
+    "llava_code": _mung_recipe(lr=2e-4, weight_decay=0.0, adam_betas=(0.9, 0.999), warmup_ratio=0.03),
     # Qwen script: generator only, lr 5e-4, weight decay 0.1, beta2 0.95, warm-up 1 %.
-    "qwen_code": MuNGRecipe(lr=5e-4, weight_decay=0.1, betas=(0.9, 0.95), warmup_ratio=0.01),
+    "qwen_code": _mung_recipe(lr=5e-4, weight_decay=0.1, adam_betas=(0.9, 0.95), warmup_ratio=0.01),
 }
+
+
+def mung_recipe(name: str = "project", **overrides) -> Recipe:
+    """A copy of `MUNG_RECIPES[name]` ("project", "llava_code", "qwen_code") with `overrides`
+    (Recipe fields, e.g. lr=, max_steps=, batch_size=) replaced."""
+    if name not in MUNG_RECIPES:
+        raise ValueError(f"unknown MuNG recipe {name!r}; choose from {sorted(MUNG_RECIPES)}")
+    return dataclasses.replace(MUNG_RECIPES[name], **overrides)
 
 
 def code_preset_name(host_family: str) -> str:

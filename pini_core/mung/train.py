@@ -1,13 +1,21 @@
-"""Training loops (Hugging Face Accelerate): the toy host from scratch, and a MuNG generator
-on a frozen host. Next-token cross-entropy on the answer tokens only (labels -100 elsewhere;
+"""MuNG training (Hugging Face Accelerate): a MuNG generator on a frozen host, and the toy host
+from scratch. Next-token cross-entropy on the answer tokens only (labels -100 elsewhere;
 the objective is the Monte-Carlo estimate with one noise draw per sample, PiNI Eq. 13).
 
+The generator trains through the project's one training loop, `pini_core.trainer.fit`, with a
+`pini_core.experiment.Recipe` (`config.MUNG_RECIPES`): AdamW, transformers' cosine with
+warm-up, gradient clipping and a step budget all come from the recipe. There, as for PiNI,
+Ctrl-C keeps the weights of the last finished epoch (pass over the data), and a non-finite
+loss raises NonFiniteLoss after restoring them.
+The host's pretraining (`train_host`: two stages, auxiliary heads, every weight trains) keeps
+its own small loop, `_loop`, but shares the schedule code (`trainer.lr_at`); Ctrl-C there keeps
+what was trained.
+
 bf16 autocast on GPU, fp32 on CPU; several GPUs via `accelerate launch -m pini_core mung train`.
-Ctrl-C stops and keeps what was trained; a non-finite loss stops with a message (the last
-finite weights are kept).
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass
@@ -18,9 +26,11 @@ from accelerate import Accelerator
 from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
-from transformers import get_cosine_schedule_with_warmup
 
-from .config import MuNGRecipe
+from pini_core.experiment import Recipe
+from pini_core.trainer import fit, lr_at, make_optimizer, warmup_steps_of
+
+from .config import MUNG_RECIPES
 from .generator import MuNGGenerator
 from .injector import MuNGInjector
 
@@ -56,14 +66,19 @@ def _loader(bundle, items, batch_size, seed, with_aux=False):
                       collate_fn=collate, generator=g)
 
 
-def _loop(accelerator, params_module, optimizer, scheduler, loader, steps, forward, desc, log_every=50,
+def _loop(accelerator, params_module, optimizer, recipe: Recipe, loader, forward, desc, log_every=50,
           on_interrupt=None):
-    losses, step, t0 = [], 0, time.time()
+    """The host pretraining's loop: `recipe.max_steps` steps cycling through `loader`, the learning
+    rate of each step from `trainer.lr_at` (the project's one schedule code), gradients clipped to
+    `recipe.max_grad_norm`."""
+    losses, step, t0, steps = [], 0, time.time(), recipe.max_steps
     bar = tqdm(total=steps, desc=desc, disable=not accelerator.is_local_main_process)
     interrupted = False
     try:
         while step < steps:
             for batch in loader:
+                for g in optimizer.param_groups:
+                    g["lr"] = lr_at(recipe, 0, step)
                 loss = forward(batch)
                 if not torch.isfinite(loss.detach()):
                     raise NonFiniteLoss(
@@ -71,9 +86,9 @@ def _loop(accelerator, params_module, optimizer, scheduler, loader, steps, forwa
                         "fp32; the weights of the last finite step are kept")
                 optimizer.zero_grad(set_to_none=True)
                 accelerator.backward(loss)
-                accelerator.clip_grad_norm_(params_module.parameters(), 1.0)
+                if recipe.max_grad_norm > 0:
+                    accelerator.clip_grad_norm_(params_module.parameters(), recipe.max_grad_norm)
                 optimizer.step()
-                scheduler.step()
                 losses.append(float(loss.detach()))
                 step += 1
                 bar.update(1)
@@ -90,12 +105,16 @@ def _loop(accelerator, params_module, optimizer, scheduler, loader, steps, forwa
     return TrainResult(step, time.time() - t0, losses, interrupted)
 
 
-def warmup_steps(recipe: MuNGRecipe, steps: int) -> int:
-    """Warm-up steps of generator training: ceil(steps * warmup_ratio) (Hugging Face Trainer,
-    as the released codes), or the project's max(1, steps // 20) when the ratio is None."""
-    if recipe.warmup_ratio is None:
-        return max(1, steps // 20)
-    return math.ceil(steps * recipe.warmup_ratio)
+def warmup_steps(recipe: Recipe, steps: int) -> int:
+    """Warm-up steps of generator training over `steps` steps: ceil(steps * warmup_ratio) (the
+    Hugging Face Trainer's rule, as the released codes), or the recipe's warmup_steps."""
+    return warmup_steps_of(dataclasses.replace(recipe, max_steps=steps))
+
+
+def _host_recipe(lr: float, steps: int, warmup: int, weight_decay: float) -> Recipe:
+    """The host pretraining stages' recipe: AdamW, transformers' cosine with `warmup` steps."""
+    return Recipe(optimizer="adamw", lr=lr, weight_decay=weight_decay, schedule="hf_cosine_warmup",
+                  max_steps=steps, warmup_steps=warmup, max_grad_norm=1.0)
 
 
 class VisionAuxHeads(nn.Module):
@@ -151,28 +170,27 @@ def train_host(bundle, items, *, steps=1500, batch_size=32, lr=1e-3, seed=0, acc
 
     if vision_steps > 0:
         tower, heads = base.vision_tower, aux
-        vopt = torch.optim.AdamW(list(tower.parameters()) + list(heads.parameters()), lr=vision_lr,
-                                 weight_decay=0.05)
-        vsched = get_cosine_schedule_with_warmup(vopt, max(1, vision_steps // 10), vision_steps)
+        vrecipe = _host_recipe(vision_lr, vision_steps, max(1, vision_steps // 10), 0.05)
+        vopt = make_optimizer(list(tower.parameters()) + list(heads.parameters()), vrecipe)
         vloader = _aux_loader(bundle, items, batch_size, seed)
         wrapped = nn.ModuleDict({"tower": tower, "heads": heads})
-        wrapped, vopt, vloader, vsched = acc.prepare(wrapped, vopt, vloader, vsched)
+        wrapped, vopt, vloader = acc.prepare(wrapped, vopt, vloader)
 
         def vforward(batch):
             pix, lab = batch
             with acc.autocast():
                 return acc.unwrap_model(wrapped)["heads"].loss(vision_feats(pix), lab)
 
-        res_v = _loop(acc, wrapped, vopt, vsched, vloader, vision_steps, vforward, "vision tower")
+        res_v = _loop(acc, wrapped, vopt, vrecipe, vloader, vforward, "vision tower")
         if res_v.interrupted:
             bundle.model = model.eval()
             return res_v
     params = list(model.parameters()) + (list(aux.parameters()) if aux is not None and aux_weight > 0 else [])
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
-    sched = get_cosine_schedule_with_warmup(opt, max(1, steps // 20), steps)
+    recipe = _host_recipe(lr, steps, max(1, steps // 20), 0.01)
+    opt = make_optimizer(params, recipe)
     loader = _loader(bundle, items, batch_size, seed, with_aux=aux_weight > 0)
     holder = nn.ModuleDict({"model": model, **({"aux": aux} if aux is not None and aux_weight > 0 else {})})
-    holder, opt, loader, sched = acc.prepare(holder, opt, loader, sched)
+    holder, opt, loader = acc.prepare(holder, opt, loader)
     inner = acc.unwrap_model(holder)
     captured = {}
     hook = None
@@ -190,7 +208,7 @@ def train_host(bundle, items, *, steps=1500, batch_size=32, lr=1e-3, seed=0, acc
         return loss
 
     try:
-        res = _loop(acc, holder, opt, sched, loader, steps, forward, "toy MLLM")
+        res = _loop(acc, holder, opt, recipe, loader, forward, "toy MLLM")
     finally:
         if hook is not None:
             hook.remove()
@@ -201,31 +219,49 @@ def train_host(bundle, items, *, steps=1500, batch_size=32, lr=1e-3, seed=0, acc
     return res
 
 
-def train_generator(bundle, generator: MuNGGenerator, items, *, steps=600, batch_size=32, lr=5e-4, seed=0,
-                    accelerator=None, recipe: MuNGRecipe | None = None) -> TrainResult:
-    """Train only the MuNG generator; the host stays frozen (eval mode, requires_grad False).
+class MuNGMethod(nn.Module):
+    """A MuNG generator on a frozen host as a `trainer.fit` method: `compute_loss(batch, labels)`
+    is the host's next-token loss (answer tokens only) with the generator's noise injected by
+    the injector's hooks. Only the generator is a submodule (trained, snapshotted, saved); the
+    host is `frozen_model`, a plain attribute, so fit checks it is frozen but never copies it."""
 
-    AdamW + cosine with warm-up. `recipe` (config.MUNG_RECIPES, e.g. "qwen_code"): its lr,
-    weight decay, betas and warm-up replace `lr` and the defaults (weight decay 0, betas
-    (0.9, 0.999), warm-up max(1, steps // 20))."""
+    needs_pixels = True  # the noise enters the host's visual tokens (no feature caching)
+
+    def __init__(self, host: nn.Module, generator: MuNGGenerator):
+        super().__init__()
+        self.generator = generator
+        object.__setattr__(self, "frozen_model", host)  # not registered: not in parameters()/state_dict()
+
+    def compute_loss(self, inputs: dict, labels: torch.Tensor) -> torch.Tensor:
+        return self.frozen_model(**inputs).loss
+
+
+def train_generator(bundle, generator: MuNGGenerator, items, *, steps: int | None = None,
+                    batch_size: int | None = None, lr: float | None = None, seed=0, accelerator=None,
+                    recipe: Recipe | None = None) -> TrainResult:
+    """Train only the MuNG generator with `pini_core.trainer.fit`; the host stays frozen (eval
+    mode, requires_grad False).
+
+    recipe: a `pini_core.experiment.Recipe` (`config.MUNG_RECIPES`, e.g. "qwen_code"); default
+    MUNG_RECIPES["project"]. steps / batch_size / lr, when given, replace its max_steps /
+    batch_size / lr. accelerator: its device and precision (default `make_accelerator()`: bf16
+    autocast on GPU, fp32 on CPU). Ctrl-C keeps the weights of the last finished pass over the
+    data (`interrupted`; `steps` counts the steps taken); a non-finite loss raises NonFiniteLoss."""
+    r = recipe if recipe is not None else MUNG_RECIPES["project"]
+    overrides = {k: v for k, v in dict(max_steps=steps, batch_size=batch_size, lr=lr).items() if v is not None}
+    r = dataclasses.replace(r, **overrides)
     acc = accelerator or make_accelerator()
     host = bundle.model.to(acc.device)
     injector = MuNGInjector(host, generator).attach()
-    generator.train()
-    r = recipe or MuNGRecipe(lr=lr)
-    opt = torch.optim.AdamW(generator.parameters(), lr=r.lr, weight_decay=r.weight_decay, betas=tuple(r.betas))
-    sched = get_cosine_schedule_with_warmup(opt, warmup_steps(r, steps), steps)
-    loader = _loader(bundle, items, batch_size, seed)
-    wrapped, opt, loader, sched = acc.prepare(generator, opt, loader, sched)
-    injector.generator = wrapped          # hooks call the (possibly DDP-wrapped) module
-
-    def forward(batch):
-        with acc.autocast():
-            return host(**batch).loss
-
+    method = MuNGMethod(host, generator)
     try:
-        res = _loop(acc, wrapped, opt, sched, loader, steps, forward, "MuNG generator")
+        res = fit(method, None, items, r, seed=seed, accelerator=acc, device=acc.device,
+                  collate=lambda b: bundle.encode([x.image for x in b], [x.question for x in b],
+                                                  [x.answer for x in b]),
+                  to_inputs=lambda batch: (batch, batch["labels"]), desc="MuNG generator")
     finally:
         injector.detach()
         generator.eval()
-    return res
+    if res.cause == "nonfinite":
+        raise NonFiniteLoss(f"{res.reason} (lower the learning rate (--lr) or use fp32)")
+    return TrainResult(res.steps, res.seconds, res.losses, res.cause == "interrupt")

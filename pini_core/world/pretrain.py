@@ -99,15 +99,18 @@ def preprocess_config(image_size: int) -> Dict:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = ("Pretrain the small embedded CLIP (checkpoints/toyclip) on the procedural "
                           "world with the contrastive loss. Defaults reproduce the shipped checkpoint "
-                          "(about 23 min on 2 idle CPU threads; see checkpoints/toyclip/pini_meta.json).")
+                          "(about 18 CPU-minutes; see checkpoints/toyclip/pini_meta.json for the wall time).")
     parser.add_argument("--out", default=str(EMBEDDED_DIR), help="output folder (open_clip local-dir format)")
     parser.add_argument("--seed", type=int, default=0, help="seeds the model init and every rendered batch")
-    parser.add_argument("--steps", type=int, default=8000, help="optimisation steps")
+    parser.add_argument("--steps", type=int, default=6000, help="optimisation steps")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=2e-3, help="peak AdamW learning rate (cosine decay)")
     parser.add_argument("--weight-decay", type=float, default=0.1)
     parser.add_argument("--warmup", type=int, default=50, help="linear warm-up steps")
-    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch CPU threads (rendering runs in a second process). 1 by default: on 2 cores "
+                             "shared with other jobs, 2 threads ran 10x slower per step (threads waiting on each "
+                             "other), 1 thread about 0.13 CPU-s per step")
     parser.add_argument("--extra-rate", type=float, default=0.3,
                         help="fraction of captions made long with natural extra text (details or web "
                              "boilerplate), so every text position is trained; never placeholder words")
