@@ -54,7 +54,8 @@ def render(maps: Dict[str, Any], image, where: str, seed: int, label: str, class
     if kind == "image":
         info.update(mu=_stats(maps["mu"]), sigma=_stats(maps["sigma"]), noise=_stats(maps["noise"]))
         return (gr.update(value=clean, label=raw_label),
-                gr.update(value=plots.picture(maps["noisy_image"], f"Noise-injected image (seed {seed})"),
+                gr.update(value=plots.picture(maps["noisy_image"], f"Noise-injected image (seed {seed})\n"
+                                              f"noise std {float(np.std(maps['noise'])):.3f} (normalised pixels)"),
                           label=f"Noise-injected image (seed {seed})"),
                 gr.update(value=plots.heatmap(maps["mu_map"], "μ heatmap (mean over RGB; 0 = white)",
                                               label="pixel units (normalised)", centred=True),

@@ -58,6 +58,25 @@ def shipped_task() -> Optional[str]:
     return read_config(folder).get("data", {}).get("dataset")
 
 
+_TEST: dict = {}
+
+
+def _test_split(task: Optional[str], seed: int, get_dataset) -> List[Any]:
+    """The task's held-out test images. For a toy task only the test split is rendered (the very
+    images `get_dataset(task, seed=seed).test` holds; the other splits and domains are not needed
+    here and would take seconds at start-up)."""
+    if not task:
+        return []
+    if (task, seed) not in _TEST:
+        from pini_core.world import tasks as toy
+
+        if task in toy.TASK_DOMAINS:
+            _TEST[(task, seed)] = toy.render_split(toy.TASK_DOMAINS[task], toy.TEST_PER_CLASS, seed, f"{task}:test")
+        else:
+            _TEST[(task, seed)] = list(get_dataset(task, seed=seed).test)
+    return _TEST[(task, seed)]
+
+
 def _load(folder: Optional[Path], backbone) -> Optional[Tuple[Any, str, List[Any]]]:
     if folder is None or backbone is None:
         return None
@@ -71,7 +90,7 @@ def _load(folder: Optional[Path], backbone) -> Optional[Tuple[Any, str, List[Any
             model = load_pini(folder, backbone)
             model._app_shipped = True  # shared by all sessions: results on it may be cached
             model._app_provenance = read_config(folder)  # task, recipe, epochs, accuracy for the panel
-            test = get_dataset(data["dataset"], seed=data.get("seed", 1)).test if data.get("dataset") else []
+            test = _test_split(data.get("dataset"), int(data.get("seed", 1)), get_dataset)
             kind = "raw-image " if model.noise_cfg.visual_location == "image" else ""
             label = f"shipped {kind}generator (checkpoints/pini/{folder.name}, trained on {data.get('dataset', '?')})"
             for k in [k for k in _LOADED if k[1] != id(backbone)]:  # another backbone object: drop

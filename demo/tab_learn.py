@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 import logging
 import threading
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Tuple
 
 import gradio as gr
 

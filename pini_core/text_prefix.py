@@ -187,6 +187,8 @@ def encode_shared_prefix(bb, prefix: torch.Tensor, suffix: torch.Tensor, token_i
     Layout: all tokens (the m*P prefix tokens, then each group's m*Cg*S suffix tokens) are
     rows of one [T, W] matrix, so LayerNorms, projections and MLPs are one op per layer;
     only the attention is per group (scaled_dot_product_attention over [prefix K/V ; suffix]).
+    In the last layer only the pooled rows matter: the other rows give keys and values, and
+    the query, out-projection and MLP run on the C pooled rows per draw only (exact).
     """
     m_model = bb.model
     reason = tower_unsupported_reason(m_model)
@@ -224,7 +226,17 @@ def encode_shared_prefix(bb, prefix: torch.Tensor, suffix: torch.Tensor, token_i
         sizes = [r.shape[0] for r in rows]
         masks = [torch.cat([torch.ones(S, P, dtype=torch.bool, device=dev),
                             torch.ones(S, S, dtype=torch.bool, device=dev).tril()], dim=1) for _, S in groups]
-        for blk in m_model.transformer.resblocks:
+        # The pooled (EOT) row of every (draw, class), per group, draw-major: the last layer
+        # only needs these queries and rows (the other rows only give it keys / values).
+        pooled_rows, locals_, order, off = [], [], [], sizes[0]
+        for (idx, S), n in zip(groups, sizes[1:]):
+            local = (pool[idx] - P).repeat(m)  # EOT position inside each padded suffix
+            pooled_rows.append(off + torch.arange(m * len(idx), device=dev) * S + local)
+            locals_.append(local)
+            order.append(idx)
+            off += n
+        blocks = list(m_model.transformer.resblocks)
+        for blk in blocks[:-1]:
             a = blk.attn
             qkv = F.linear(blk.ln_1(x), a.in_proj_weight, a.in_proj_bias).split(sizes)  # one matmul for all
             qp, kp, vp = _heads(qkv[0], m, P, heads)  # [m, H, P, hd]
@@ -239,18 +251,34 @@ def encode_shared_prefix(bb, prefix: torch.Tensor, suffix: torch.Tensor, token_i
             o = torch.cat([t.transpose(1, 2).reshape(-1, W) for t in outs])  # [T, W]
             x = x + blk.ls_1(F.linear(o, a.out_proj.weight, a.out_proj.bias))
             x = x + blk.ls_2(blk.mlp(blk.ln_2(x)))
-        pooled_rows, order, off = [], [], sizes[0]
-        for (idx, S), n in zip(groups, sizes[1:]):
-            cg = len(idx)
-            local = (pool[idx] - P).repeat(m)  # EOT position inside each padded suffix
-            pooled_rows.append(off + torch.arange(m * cg, device=dev) * S + local)
-            order.append(idx)
-            off += n
-        # gather the pooled rows, group-major -> [m, C, W] in class order
-        sel = torch.cat([r.view(m, -1) for r in pooled_rows], dim=1)  # [m, C] row numbers (group order)
+        # Last layer: keys/values of all rows, queries / out-projection / MLP of pooled rows only.
+        blk = blocks[-1]
+        a = blk.attn
+        h = blk.ln_1(x)
+        bias = a.in_proj_bias
+        kv = F.linear(h, a.in_proj_weight[W:], None if bias is None else bias[W:]).split(sizes)
+        kp, vp = kv[0].view(m, P, 2, heads, -1).permute(2, 0, 3, 1, 4).unbind(0)  # [m, H, P, hd]
+        sel_rows = torch.cat(pooled_rows)
+        q_all = F.linear(h[sel_rows], a.in_proj_weight[:W], None if bias is None else bias[:W])
+        outs, start = [], 0
+        for (idx, S), part, local in zip(groups, kv[1:], locals_):
+            B = m * len(idx)
+            k, v = part.view(B, S, 2, heads, -1).permute(2, 0, 3, 1, 4).unbind(0)  # [B, H, S, hd]
+            q = q_all[start:start + B].view(B, 1, heads, -1).transpose(1, 2)  # [B, H, 1, hd]
+            start += B
+            kpe = kp.unsqueeze(1).expand(m, len(idx), *kp.shape[1:]).reshape(B, *kp.shape[1:])
+            vpe = vp.unsqueeze(1).expand(m, len(idx), *vp.shape[1:]).reshape(B, *vp.shape[1:])
+            mask = torch.cat([torch.ones(B, P, dtype=torch.bool, device=dev),
+                              torch.arange(S, device=dev).unsqueeze(0) <= local.unsqueeze(1)], dim=1)
+            outs.append(F.scaled_dot_product_attention(q, torch.cat([kpe, k], 2), torch.cat([vpe, v], 2),
+                                                       attn_mask=mask.view(B, 1, 1, P + S)).reshape(B, W))
+        xr = x[sel_rows] + blk.ls_1(F.linear(torch.cat(outs), a.out_proj.weight, a.out_proj.bias))
+        xr = xr + blk.ls_2(blk.mlp(blk.ln_2(xr)))  # [sum m*Cg, W]: group order, draw-major
+        # -> [m, C, W] in class order
+        x = torch.cat([g.view(m, -1, W) for g in xr.split([m * len(idx) for idx, _ in groups])], dim=1)
         inv = torch.empty(C, dtype=torch.long, device=dev)
         inv[torch.cat(order)] = torch.arange(C, device=dev)
-        x = x[sel[:, inv].reshape(-1)].view(m, C, W)
+        x = x[:, inv]
         x = m_model.ln_final(x)  # per-token LayerNorm: pooling first is the same
         proj = m_model.text_projection
         if proj is not None:

@@ -197,6 +197,8 @@ def fit(method: nn.Module, backbone: Optional[Backbone], train_data: Sequence, r
     custom = to_inputs is not None
     if backbone is None and not custom:
         raise TrainingError("fit needs a CLIP backbone unless the method brings its own batches (to_inputs=...)")
+    if collate is not None and not custom:
+        raise TrainingError("collate= is for the method's own batches: give to_inputs= with it")
     if custom and val_data:
         raise TrainingError("val_data is evaluated on a CLIP backbone; it cannot be used with to_inputs=...")
     if len(train_data) == 0:
@@ -265,8 +267,8 @@ def fit(method: nn.Module, backbone: Optional[Backbone], train_data: Sequence, r
     good_state = _snapshot(method)  # weights at the end of the last finished epoch
     t0, step = time.time(), 0
     steps_per_epoch = len(loader)
-    if steps_per_epoch == 0:
-        raise TrainingError("the training data gives no batch (fewer items than processes?)")
+    if recipe.max_steps and steps_per_epoch == 0:
+        raise TrainingError("the training data gives no batch: a step budget cannot be spent")
     # a step budget cycles through the data: the last epoch may be partial
     epochs = math.ceil(recipe.max_steps / steps_per_epoch) if recipe.max_steps else recipe.epochs
     bar = tqdm(total=total_steps(recipe, steps_per_epoch), desc=desc, disable=not show)

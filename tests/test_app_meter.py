@@ -134,6 +134,7 @@ def test_the_page_opens_with_the_lesson_and_the_same_meter(url, bb):
         assert step.startswith(f"**{i} · ")
     for eq in ("Eq. 1", "Eq. 3", "Eq. 5", "Eq. 13"):
         assert eq in "".join(steps)
+    assert image.size[0] > 600 and "Eq. 3" in notes
     assert "1 epochs" not in "".join(steps) and "--" not in "".join(steps)  # grammar, no command-line flags
     api = Client(url, verbose=False).predict(tab_learn.DEFAULT_DRAWS, tab_learn.DEFAULT_IMAGES,
                                              api_name="/pi_noise_meter")[1]

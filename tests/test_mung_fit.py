@@ -75,6 +75,8 @@ def test_mung_recipes_are_recipes():
         r.validate()
         assert (r.optimizer, r.schedule, r.max_grad_norm, r.drop_last) == ("adamw", "hf_cosine_warmup", 1.0, True)
     assert warmup_steps(MUNG_RECIPES["project"], 1500) == 1500 // 20  # the shipped generator's 75 warm-up steps
+    qwen = MUNG_RECIPES["qwen_code"]  # the released codes: one epoch, HF Trainer's warm-up ceil(ratio * steps)
+    assert (qwen.max_steps, qwen.epochs, warmup_steps_of(qwen, 250)) == (0, 1, 3)
     r = mung_recipe("qwen_code", lr=1e-4, max_steps=20)
     assert (r.lr, r.max_steps, r.weight_decay, r.adam_betas) == (1e-4, 20, 0.1, (0.9, 0.95))
     assert MUNG_RECIPES["qwen_code"].lr == 5e-4  # a copy

@@ -106,8 +106,9 @@ def pi_noise_meter(model: PiNIModel, data: Sequence, draws: int = 8, seed: int =
       zero-shot CLIP with the model's own prompts (`PiNIModel.logits_without_noise`).
     - "H_T": float, "ln_C": ln(number of classes) (the cross-entropy of a uniform guess),
       "num_classes": C, "n": N images, "draws": m.
-    - "scale": {"visual", "text"}: RMS of the learned noise mu + sigma*eps per side (the
-      random row's scale; 0 for a side without noise).
+    - "scale": {"visual", "text"}: RMS of the learned noise mu + sigma*eps per side, over the
+      first `batch_size` images and the m draws (the random row's scale; 0 for a side
+      without noise).
     - "parts": {"visual" | "text": {"mu_rms", "sigma_eps_rms", "noise_rms"}} for the sides the
       model injects: how large the mean shift mu is against the random part sigma*eps.
     - "attention": the visual CA's attention entropy at eps = 0 over `data`

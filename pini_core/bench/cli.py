@@ -35,10 +35,12 @@ PRESETS = {
                  threads=1,
                  # CoOp's random resized crop (scale 0.08-1) cuts 64-px toy shapes to fragments, for
                  # every method alike; the toy tasks are trained on the test transform.
-                 augment=False),
+                 augment=False,
+                 # every method as its reference code runs it: PiNI as the authors' code
+                 recipe="authors"),
     "paper": dict(methods=["zeroshot", "linear_probe", "coop", "clip_adapter", "pini"],
                   datasets=COOP_DATASETS, backbones=["ViT-B-16:openai"], shots=[1, 2, 4, 8, 16], seeds=[1, 2, 3],
-                  profile="paper"),
+                  profile="paper", recipe="authors"),
 }
 
 

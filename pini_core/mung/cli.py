@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from .checkpoint import load_generator, save_generator
-from .config import MuNGConfig
+from .config import MuNGConfig, mung_recipe
 from .generator import MuNGGenerator
 from .injector import MuNGInjector
 from .hf_host import load_host
@@ -174,7 +174,10 @@ def _run_train(args) -> int:
         return 130 if res.interrupted else 0
 
     data = args.data or "toy-shifted"
-    n, steps, lr = args.train_items or 3000, args.steps or 500, args.lr or 2e-3
+    n = args.train_items or 3000
+    # the recipe (MUNG_RECIPES["project"]: lr 2e-3, 500 steps) with the flags given on top
+    recipe = mung_recipe("project", **{k: v for k, v in dict(max_steps=args.steps, lr=args.lr,
+                                                              batch_size=args.batch_size).items() if v})
     out = Path(args.out or DEFAULT_GENERATOR)
     bundle = load_host(args.host, device=acc.device)
     spec = inspect_host(bundle.model)
@@ -184,8 +187,7 @@ def _run_train(args) -> int:
     gen = MuNGGenerator(cfg)
     items = load_items(data, n, args.seed)
     try:
-        res = train_generator(bundle, gen, items, steps=steps, batch_size=args.batch_size, lr=lr, seed=args.seed,
-                              accelerator=acc)
+        res = train_generator(bundle, gen, items, seed=args.seed, accelerator=acc, recipe=recipe)
     except NonFiniteLoss as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
@@ -199,8 +201,9 @@ def _run_train(args) -> int:
         with inj.settings(mode="mean"):
             metrics[f"accuracy_{data}_with_mung_eps0"] = accuracy(bundle, test, inj)
         inj.detach()
-    meta = {"command": command, "host": str(args.host), "data": data, "train_items": n, "lr": lr,
-            "batch_size": args.batch_size, "seed": args.seed, "interrupted": res.interrupted, "metrics": metrics}
+    meta = {"command": command, "host": str(args.host), "data": data, "train_items": n, "lr": recipe.lr,
+            "batch_size": recipe.batch_size, "seed": args.seed, "interrupted": res.interrupted, "metrics": metrics,
+            "recipe": recipe.to_dict()}
     save_generator(gen, out, meta)
     print(json.dumps({**meta, "num_parameters": gen.num_parameters()}, indent=2))
     return 130 if res.interrupted else 0

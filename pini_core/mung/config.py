@@ -109,8 +109,9 @@ MUNG_PRESETS = {
 # Generator training recipes: the one recipe type, `pini_core.experiment.Recipe`, run by
 # `pini_core.trainer.fit` (`train.train_generator`). Common to all: AdamW (eps 1e-8), exactly
 # transformers' cosine-with-warm-up per step (`hf_cosine_warmup`, as the released codes' HF
-# Trainer), gradient norm clipped to 1.0, a step budget (`max_steps`, cycling through the
-# data), last partial batch dropped. The warm-up is ceil(max_steps * warmup_ratio) steps.
+# Trainer), gradient norm clipped to 1.0, last partial batch dropped (as the earlier MuNG loop). The warm-up is
+# ceil(total steps * warmup_ratio) steps. The toy's recipe has a step budget (`max_steps`,
+# cycling through the data); the released codes' train one epoch (docs/deviations.md, row 17).
 def _mung_recipe(**kw) -> Recipe:
     return Recipe(**{**dict(optimizer="adamw", schedule="hf_cosine_warmup", max_steps=500, max_grad_norm=1.0,
                             batch_size=32, drop_last=True, weight_decay=0.0, adam_betas=(0.9, 0.999),
@@ -123,9 +124,11 @@ MUNG_RECIPES = {
     "project": _mung_recipe(lr=2e-3, warmup_ratio=0.05),
     # LLaVA script: lr 2e-4, weight decay 0, warm-up 3 % (beta2 not set there: the Trainer's 0.999).
     # Its script also trains LoRA (r 32) on the LLM and the projector; here only the generator trains.
-    "llava_code": _mung_recipe(lr=2e-4, weight_decay=0.0, adam_betas=(0.9, 0.999), warmup_ratio=0.03),
+    "llava_code": _mung_recipe(lr=2e-4, weight_decay=0.0, adam_betas=(0.9, 0.999), warmup_ratio=0.03,
+                               max_steps=0, epochs=1),
     # Qwen script: generator only, lr 5e-4, weight decay 0.1, beta2 0.95, warm-up 1 %.
-    "qwen_code": _mung_recipe(lr=5e-4, weight_decay=0.1, adam_betas=(0.9, 0.95), warmup_ratio=0.01),
+    "qwen_code": _mung_recipe(lr=5e-4, weight_decay=0.1, adam_betas=(0.9, 0.95), warmup_ratio=0.01,
+                              max_steps=0, epochs=1),
 }
 
 

@@ -16,7 +16,6 @@ bf16 autocast on GPU, fp32 on CPU; several GPUs via `accelerate launch -m pini_c
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 from dataclasses import dataclass
 
