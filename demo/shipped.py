@@ -105,8 +105,18 @@ def shipped_generator(backbone) -> Optional[Tuple[Any, str, List[Any]]]:
 
 
 def shipped_image_generator(backbone) -> Optional[Tuple[Any, str, List[Any]]]:
-    """(model, label, held-out test images) of the raw-image generator, or None."""
-    return _load(shipped_image_folder(), backbone)
+    """(model, label, held-out test images) of the raw-image generator, or None (also when it does
+    not fit the loaded backbone, e.g. the embedded CLIP was re-trained after it: the Noise tab then
+    shows the default generator and the server log says why)."""
+    from pini_core.errors import PiniError
+
+    try:
+        return _load(shipped_image_folder(), backbone)
+    except PiniError as e:
+        import logging
+
+        logging.getLogger("pini.app").warning("the shipped raw-image generator is not used: %s", e)
+        return None
 
 
 def is_shipped(model) -> bool:

@@ -180,7 +180,7 @@ def build(ctx: BuildContext) -> None:
         p_avg = gr.Label(label="PiNI · average over K draws")
     with gr.Row():
         spread_img = gr.Image(label="Spread of PiNI's probabilities over noise draws", format="png",
-                              interactive=False, show_label=False, elem_id="classify-spread")
+                              interactive=False, show_label=False, buttons=["download"], elem_id="classify-spread")
         info = gr.JSON(label="Numbers", open=False)
 
     @friendly

@@ -29,9 +29,11 @@ def provenance(cfg: dict) -> str:
         parts.append(f"task {task}" + (f" ({shots} shots per class)" if shots else ""))
     if rec:
         name = exp.get("preset")
-        bits = [f"lr {rec['lr']:g}" for _ in [0] if isinstance(rec.get("lr"), (int, float))]
+        bits = []
         if rec.get("optimizer"):
             bits.append(str(rec["optimizer"]).upper())
+        if isinstance(rec.get("lr"), (int, float)):
+            bits.append(f"lr {rec['lr']:g}")
         parts.append(f"recipe {name + ' ' if name else ''}({', '.join(bits)})" if bits or name else "")
     done, planned = met.get("epochs_done"), rec.get("epochs")
     if done is not None:

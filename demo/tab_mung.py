@@ -100,25 +100,6 @@ def _square(img):
     return out
 
 
-def _check_words(bundle, question: str) -> None:
-    """QuestionError naming the words the host's tokenizer would read as <unk> (never silently)."""
-    from pini_core.mung.toy_mllm import QuestionError, question_words
-
-    tok = bundle.tokenizer
-    unk_id = getattr(tok, "unk_token_id", None)
-    if unk_id is None or not hasattr(tok, "convert_tokens_to_ids"):
-        return
-    vocab = tok.get_vocab() if hasattr(tok, "get_vocab") else {}
-    words = [w for w in question_words(question) if w not in vocab]
-    unknown = [w for w in dict.fromkeys(words) if tok.convert_tokens_to_ids(w) == unk_id]
-    if unknown and len(vocab) < 2000:  # a word-level toy vocabulary: the words it knows can be listed
-        known = sorted(w for w in vocab if not (w.startswith("<") and w.endswith(">")))
-        raise QuestionError(f"The toy model does not know the word{'s' if len(unknown) > 1 else ''} "
-                            f"{', '.join(repr(w) for w in unknown)}; it would read "
-                            f"{'them' if len(unknown) > 1 else 'it'} as 'unknown' and answer nonsense. "
-                            f"Its {len(known)} words: {' '.join(known)}.")
-
-
 def _true_answer(name, question):
     for n, _, q, a in _rows():
         if n == name and q.strip().lower() == (question or "").strip().lower():
@@ -154,7 +135,6 @@ def _explain(img, where, q, seed, true):
 
     with _LOCK:
         bundle, inj = _host_and_injector()
-        _check_words(bundle, q)
         ex = explain(bundle, inj, img, q, seed=seed)
     up_ = ex.upsampled
     diff = ex.relevance_after - ex.relevance_before
@@ -209,11 +189,11 @@ def _build_live(ctx: BuildContext) -> None:
         ans_after = gr.Textbox(label="Answer with MuNG noise", interactive=False, elem_id="mung-after")
     with gr.Row(equal_height=True):
         attn = gr.Image(label="Generator attention over patches", format="png", interactive=False,
-                        elem_id="mung-attention", show_label=False)
-        before = gr.Image(label="Relevance before noise", format="png", interactive=False, show_label=False)
-        after = gr.Image(label="Relevance after noise (same ε)", format="png", interactive=False, show_label=False)
+                        elem_id="mung-attention", show_label=False, buttons=["download"])
+        before = gr.Image(label="Relevance before noise", format="png", interactive=False, show_label=False, buttons=["download"])
+        after = gr.Image(label="Relevance after noise (same ε)", format="png", interactive=False, show_label=False, buttons=["download"])
     per_token = gr.Image(label="Attention per question word", format="png", interactive=False,
-                         show_label=False, elem_id="mung-strip")
+                         show_label=False, buttons=["download"], elem_id="mung-strip")
     info = gr.JSON(label="Numbers", open=False)
 
     def pick(name):

@@ -74,12 +74,12 @@ def build(ctx: BuildContext) -> None:
         resample = gr.Button("Re-sample ε (next seed)")
     status = gr.Markdown(elem_id="noise-status")
     with gr.Row(equal_height=True):
-        raw = gr.Image(label="Raw image", format="png", interactive=False, elem_id="noise-raw", show_label=False)
+        raw = gr.Image(label="Raw image", format="png", interactive=False, elem_id="noise-raw", show_label=False, buttons=["download"])
         noisy = gr.Image(label="Noise-injected image", format="png", interactive=False, elem_id="noise-noisy",
-                         show_label=False)
+                         show_label=False, buttons=["download"])
     with gr.Row(equal_height=True):
-        mu = gr.Image(label="μ", format="png", interactive=False, elem_id="noise-mu", show_label=False)
-        sigma = gr.Image(label="σ", format="png", interactive=False, elem_id="noise-sigma", show_label=False)
+        mu = gr.Image(label="μ", format="png", interactive=False, elem_id="noise-mu", show_label=False, buttons=["download"])
+        sigma = gr.Image(label="σ", format="png", interactive=False, elem_id="noise-sigma", show_label=False, buttons=["download"])
     info = gr.JSON(label="Numbers", elem_id="noise-info", open=False)
 
     @friendly

@@ -54,7 +54,7 @@ def build(ctx: BuildContext) -> None:
         run = gr.Button("Decode the prompt noise", variant="primary")
     status = gr.Markdown(elem_id="prompt-status")
     gr.Markdown(HOW_TO_READ)
-    table = gr.Dataframe(label="Most frequent nearest words per template position (count over N draws)",
+    table = gr.Dataframe(label="Most frequent nearest words per template position (count over N draws; the table scrolls sideways)",
                          interactive=False, wrap=False, elem_id="prompt-table", elem_classes=["pini-table"],
                          max_height=520)
 

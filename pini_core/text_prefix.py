@@ -33,7 +33,6 @@ reason. Switch off globally with `text_prefix.SHARED_PREFIX = False` or per call
 from __future__ import annotations
 
 import logging
-import math
 import warnings
 import weakref
 from typing import List, Optional, Sequence, Tuple
@@ -131,13 +130,16 @@ def _pool_index(model: nn.Module, token_ids: torch.Tensor) -> torch.Tensor:
     return torch.full((token_ids.shape[0],), token_ids.shape[1] - 1, dtype=torch.long, device=token_ids.device)
 
 
-def group_lengths(lengths: Sequence[int], max_groups: int = MAX_GROUPS,
-                  group_cost: int = GROUP_TOKEN_COST) -> List[Tuple[int, int]]:
+def group_lengths(lengths: Sequence[int], max_groups: Optional[int] = None,
+                  group_cost: Optional[int] = None) -> List[Tuple[int, int]]:
     """Split sorted suffix lengths into <= max_groups contiguous ranges, each padded to its
     longest member, minimising padded tokens + group_cost x groups (exact dynamic programme
-    over the distinct lengths). Returns [(lo, hi)] length ranges, inclusive, ascending."""
+    over the distinct lengths). Returns [(lo, hi)] length ranges, inclusive, ascending.
+    Defaults: the module's MAX_GROUPS and GROUP_TOKEN_COST (read at call time)."""
     from collections import Counter
 
+    max_groups = MAX_GROUPS if max_groups is None else max_groups
+    group_cost = GROUP_TOKEN_COST if group_cost is None else group_cost
     counts = sorted(Counter(int(x) for x in lengths).items())
     n, k = len(counts), max(1, min(max_groups, len(counts)))
     inf = float("inf")
@@ -171,7 +173,7 @@ def _heads(qkv: torch.Tensor, batch: int, length: int, heads: int):
 
 
 def encode_shared_prefix(bb, prefix: torch.Tensor, suffix: torch.Tensor, token_ids: torch.Tensor,
-                         max_groups: int = MAX_GROUPS) -> torch.Tensor:
+                         max_groups: Optional[int] = None) -> torch.Tensor:
     """Text features of C prompts that share their first P embeddings (no fallback).
 
     prefix:    [P, W] or [m, P, W] embeddings of positions 0..P-1 (SOS + context / noisy

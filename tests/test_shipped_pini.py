@@ -43,7 +43,7 @@ def test_short_pini_run_beats_zero_shot(bb):
     from pini_core.data.registry import get_dataset
     from pini_core.model import PiNIModel
     from pini_core.noise import NoiseConfig
-    from pini_core.experiment import Recipe
+    from pini_core.experiment import reference_recipe
     from pini_core.trainer import evaluate, fit
 
     splits = fewshot_splits(get_dataset(TASK, seed=1), 16, seed=1)
@@ -51,10 +51,11 @@ def test_short_pini_run_beats_zero_shot(bb):
                                                                          text_location="none"))
     zs = evaluate(zero, bb, splits.test)["accuracy"]
     model = PiNIModel(bb, splits.classnames, splits.template, NoiseConfig())
-    # no augmentation: CoOp's random resized crop (scale 0.08-1) cuts 64-px toy shapes to fragments
-    res = fit(model, bb, splits.train, Recipe(epochs=100, lr=0.02, augment=False), seed=1,
-              progress=False)
-    assert not res.stopped and len(res.history) == 100
+    # the `toy` preset's recipe (chosen on val splits; no augmentation: CoOp's random resized
+    # crop cuts 64-px toy shapes to fragments)
+    recipe = reference_recipe("pini", 16, TASK, "toy")
+    res = fit(model, bb, splits.train, recipe, seed=1, progress=False)
+    assert not res.stopped and len(res.history) == recipe.epochs
     acc = evaluate(model, bb, splits.test, mode="mean")["accuracy"]
     assert acc > zs + 5.0, f"PiNI {acc:.1f}% vs zero-shot {zs:.1f}%"
 

@@ -279,3 +279,22 @@ def test_speed_command_rejects_bad_input(capsys):
     assert "paths must be among" in capsys.readouterr().err
     assert main(["speed", "--model", "embedded", "--classes", "ten", "--device", "cpu"]) == 2
     assert "--classes must be a comma-separated list" in capsys.readouterr().err
+
+
+def test_speed_features_cost_report(tmp_path, capsys):
+    import json
+
+    from pini_core.cli import main
+
+    out = tmp_path / "f.json"
+    assert main(["speed", "--features", "--model", "embedded", "--images", "2", "--views", "2",
+                 "--target-images", "1000", "--target-views", "10", "--json", str(out), "--device", "cpu"]) == 0
+    r = json.loads(out.read_text())
+    assert r["storage_gb_fp16"] == pytest.approx(1000 * 10 * 64 * 2 / 1e9)
+    assert r["storage_gb_fp32"] == pytest.approx(2 * r["storage_gb_fp16"])
+    for k in ("s_per_view_batched", "s_per_view_decode_every_view", "s_decode_per_image", "s_augment_per_view",
+              "s_tower_per_image"):
+        assert r[k] > 0, k
+    assert r["hours_on_this_machine"] == pytest.approx(
+        (1000 * 10 * (r["s_tower_per_image"] + r["s_augment_per_view"]) + 1000 * r["s_decode_per_image"]) / 3600)
+    assert "GB fp16" in capsys.readouterr().out

@@ -17,6 +17,7 @@ linearly in text tokens from the measured class counts of the same path, and mar
 
   python -m pini_core speed --classes 10,100,1000                # random-init ViT-B-16
   python -m pini_core speed --model embedded --classes 10,100,1000 --json speed.json
+  python -m pini_core speed --features --model embedded     # cost of V augmented views per image
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ import json
 import statistics
 import sys
 import time
-from typing import Dict, List, Optional
+from typing import Dict, List
 
 PATHS = ("default", "shared", "authors")
 # Activation memory kept for the backward pass, bytes per (text token x layer x width) in
@@ -62,6 +63,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", nargs="?", const="-", default=None, metavar="PATH",
                    help="also write the rows as JSON to PATH ('-' or no value: print them as the last line)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--features", action="store_true",
+                   help="instead: cost of encoding augmented views (fresh augmentation at cache speed) on "
+                        "synthetic ImageNet-sized JPEGs, extrapolated to --target-images x --target-views")
+    p.add_argument("--images", type=int, default=8, help="--features: images timed")
+    p.add_argument("--views", type=int, default=4, help="--features: augmented views per image timed")
+    p.add_argument("--target-images", type=int, default=16000, help="--features: e.g. 16-shot ImageNet")
+    p.add_argument("--target-views", type=int, default=100, help="--features: views = epochs")
 
 
 def _parse_list(text: str, what: str, kind=int) -> list:
@@ -208,6 +216,77 @@ def _extrapolate(rows: List[Dict]) -> None:
             r["steps_per_s"] = 1.0 / r["s_per_step"]
 
 
+def _jpeg_bytes(rng, w: int = 500, h: int = 375) -> bytes:
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray((rng.random((h, w, 3)) * 255).astype(np.uint8)).save(buf, "JPEG", quality=90)
+    return buf.getvalue()
+
+
+def run_features(args, bb, label: str) -> int:
+    """Cost of V augmented views per image (pini_core.features.encode_images) and its
+    extrapolation to target_images x target_views (time on this machine, fp16 storage)."""
+    import numpy as np
+    import torch
+
+    from ..data.images import load_image
+    from ..features import encode_images, train_transform
+
+    rng = np.random.default_rng(0)
+    data = [(_jpeg_bytes(rng), i) for i in range(args.images)]
+    V, N = args.views, args.images
+    t = time.perf_counter()
+    encode_images(bb, data, augment=True, views=V, seed=0, progress=False, use_cache=False, dtype="fp16",
+                  batch_size=args.batch_size)
+    batched = (time.perf_counter() - t) / (V * N)
+    t = time.perf_counter()
+    for v in range(V):  # the previous loop: one view per pass, the image decoded again for each view
+        encode_images(bb, data, augment=True, views=1, seed=v, progress=False, use_cache=False,
+                      batch_size=args.batch_size)
+    per_view_decode = (time.perf_counter() - t) / (V * N)
+    t = time.perf_counter()
+    images = [load_image(src) for src, _ in data]
+    decode = (time.perf_counter() - t) / N
+    tf = train_transform(bb)
+    t = time.perf_counter()
+    px = torch.stack([tf(im) for im in images for _ in range(V)])
+    augment = (time.perf_counter() - t) / px.shape[0]
+    with torch.no_grad():
+        bb.encode_image(px[:2])
+        times = []
+        for _ in range(3):
+            t = time.perf_counter()
+            bb.encode_image(px[:args.batch_size])
+            times.append((time.perf_counter() - t) / min(args.batch_size, px.shape[0]))
+    tower = statistics.median(times)
+    n, v = args.target_images, args.target_views
+    res = {"model": label, "threads": torch.get_num_threads(), "device": str(bb.device),
+           "s_per_view_batched": batched, "s_per_view_decode_every_view": per_view_decode,
+           "s_decode_per_image": decode, "s_augment_per_view": augment, "s_tower_per_image": tower,
+           "target_images": n, "target_views": v, "embed_dim": bb.embed_dim,
+           "storage_gb_fp16": n * v * bb.embed_dim * 2 / 1e9, "storage_gb_fp32": n * v * bb.embed_dim * 4 / 1e9,
+           "hours_on_this_machine": (n * v * (tower + augment) + n * decode) / 3600}
+    print(f"{label}: augmented views of {N} ImageNet-sized JPEGs x {V} views, {res['threads']} threads")
+    print(f"  end to end, batched, decode once: {batched * 1e3:8.1f} ms/view "
+          f"(decode again per view: {per_view_decode * 1e3:.1f} ms/view)")
+    print(f"  decode {decode * 1e3:.1f} ms/image, augment {augment * 1e3:.1f} ms/view, "
+          f"tower {tower * 1e3:.1f} ms/image")
+    print(f"  {n} images x {v} views: {res['storage_gb_fp16']:.2f} GB fp16 ({res['storage_gb_fp32']:.2f} GB fp32), "
+          f"~{res['hours_on_this_machine']:.1f} h on this machine")
+    if args.json and args.json != "-":
+        from ..atomic import write_json
+
+        write_json(args.json, res, indent=1)
+        print(f"wrote {args.json}")
+    elif args.json == "-":
+        print(json.dumps(res))
+    return 0
+
+
 def run(args) -> int:
     import torch
     from tqdm.auto import tqdm
@@ -226,6 +305,10 @@ def run(args) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     bb, label = _load(args)
+    if args.features:
+        if min(args.images, args.views, args.target_images, args.target_views) < 1:
+            raise ConfigError("speed --features: --images, --views, --target-images, --target-views must be >= 1")
+        return run_features(args, bb, label)
     pool = read_classnames(args.classnames) if args.classnames else None
     g = torch.Generator().manual_seed(0)
     pixels = torch.randn(args.batch_size, 3, bb.image_size, bb.image_size, generator=g).to(bb.device)
