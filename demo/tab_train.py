@@ -111,18 +111,21 @@ def build(ctx: BuildContext) -> None:
         zip_file = gr.File(label="Zip of class-named image folders (cat/1.jpg, dog/2.jpg, ...)",
                            file_types=[".zip"], type="filepath", height=110)
     with gr.Row():
-        # Defaults = the command that made the shipped generator (README); chosen on the toy
-        # tasks' val splits. The paper trains CLIP ViT-B/16 for 200 epochs at lr 2e-3.
-        shots = gr.Slider(1, 16, value=16, step=1, label="Shots per class")
-        epochs = gr.Slider(1, 200, value=100, step=1, label="Epochs")
-        lr = gr.Number(value=0.02, label="Learning rate")
-        seed = gr.Number(value=1, precision=0, label="Seed")
+        # Defaults = the preset of the app's model (pini_core.experiment: `toy` for the embedded
+        # model, the recipe of the shipped generator; `paper` for real CLIPs) — one place.
+        from pini_core.experiment import default_preset, preset_config
+
+        preset = preset_config(default_preset(backbones.parse_spec(backbones.default_spec())[0]))
+        shots = gr.Slider(1, 16, value=preset.shots, step=1, label="Shots per class")
+        epochs = gr.Slider(1, 200, value=min(200, preset.recipe.epochs), step=1, label="Epochs")
+        lr = gr.Number(value=preset.recipe.lr, label=f"Learning rate (recipe '{preset.preset}')")
+        seed = gr.Number(value=preset.seed, precision=0, label="Seed")
     with gr.Row():
         visual = gr.Dropdown(list(VISUAL), value="visual feature · cross-attention (paper default)",
                              label="Visual noise (location · generator)")
         text = gr.Dropdown(list(TEXT), value="prompt embeddings · learnable (paper default)",
                            label="Text noise (location · generator)")
-    estimate_md = gr.Markdown(estimate.training_note("feature", 16, 10, 100), elem_id="train-estimate")
+    estimate_md = gr.Markdown(estimate.training_note("feature", shots.value, 10, epochs.value), elem_id="train-estimate")
     with gr.Row():
         start = gr.Button("Train", variant="primary")
         stop = gr.Button("Stop (keep what was trained)", variant="stop")

@@ -23,7 +23,7 @@ Defaults live in one place: the named presets below. The dataclass field default
 |         |                                         | batch dropped, Dassl's cosine over all epochs |
 | toy     | the recipe for the embedded toy CLIP    | chosen on the toy tasks' val splits (the      |
 |         |                                         | shipped generator's command, README): lr      |
-|         |                                         | 0.02, 100 epochs, no augmentation (CoOp's     |
+|         |                                         | 0.001, 100 epochs, no augmentation (CoOp's    |
 |         |                                         | crop cuts 64-px shapes to fragments)          |
 
 Baselines keep their own reference recipes under every preset (`reference_recipe`):
@@ -303,7 +303,7 @@ PRESET_DOCS = {
              "test with eps = 0)",
     "authors": "the authors' released code (lr 1e-3, 100 epochs, CA without scaling, one random noise draw per "
                "test batch, fresh augmentation every epoch, last partial batch dropped)",
-    "toy": "the embedded toy CLIP's recipe, chosen on the toy tasks' val splits (lr 0.02, 100 epochs, "
+    "toy": "the embedded toy CLIP's recipe, chosen on the toy tasks' val splits (lr 0.001, 100 epochs, "
            "no augmentation)",
 }
 PRESETS = tuple(PRESET_DOCS)
@@ -340,7 +340,7 @@ def reference_recipe(method: str, shots: int, dataset: str = "", preset: str = "
         return Recipe(aug_views=10)  # its cache keys: the mean of 10 augmented passes
     if method == "pini":
         if preset == "toy":
-            return Recipe(epochs=100, lr=0.02, augment=False)
+            return Recipe(epochs=100, lr=0.001, augment=False)
         if preset == "authors":
             return Recipe(epochs=100, lr=1e-3, aug_views=FRESH_VIEWS, drop_last=True, schedule="cosine_dassl")
         return Recipe(epochs=100 if imagenet else 200, lr=1e-3 if imagenet else 2e-3)
@@ -354,7 +354,7 @@ def preset_config(preset: str = "paper", *, method: str = "pini", shots: int = 1
 
     >>> cfg = preset_config("toy", shots=4)
     >>> cfg.recipe.lr, cfg.recipe.epochs
-    (0.02, 100)
+    (0.001, 100)
     """
     if preset not in PRESET_DOCS:
         raise ConfigError(f"unknown preset {preset!r}; choose from {', '.join(PRESETS)}")

@@ -45,10 +45,12 @@ STORAGE_DTYPES = {"fp32": torch.float32, "float32": torch.float32, "fp16": torch
 
 
 def test_transform(bb: Backbone):
+    """CLIP's evaluation transform for `bb` (resize, centre crop, normalise) -> [3, H, W]."""
     return clip_test_transform(bb.image_size, bb.mean, bb.std)
 
 
 def train_transform(bb: Backbone):
+    """CoOp's training augmentation for `bb` (random resized crop 0.08-1 + flip) -> [3, H, W]."""
     return clip_train_transform(bb.image_size, bb.mean, bb.std)
 
 
@@ -235,4 +237,5 @@ def encode_images(bb: Backbone, data: Sequence, *, batch_size: int = 64, augment
 
 
 def labels_of(data: Sequence) -> torch.Tensor:
+    """[N] int64 labels of [(source, label)]."""
     return torch.tensor([int(y) for _, y in data], dtype=torch.long)

@@ -183,7 +183,7 @@ def test_cli_report_only_and_export(tmp_path, bb, datasets, capsys):
     bench, _ = make(tmp_path, bb, datasets, methods=["zeroshot", "linear_probe"], seeds=[1, 2])
     bench.run()
     argv = ["--out", str(tmp_path / "out"), "--methods", "zeroshot,linear_probe", "--datasets", "colours",
-            "--shots", "1", "--seeds", "1,2", "--backbones", "tiny", "--epochs", "1", "--report-only",
+            "--shots", "1", "--seeds", "1,2", "--backbones", "tiny", "--epochs", "1", "--recipe", "paper", "--report-only",
             "--export", str(tmp_path / "assets")]
     assert cli.run(_args(*argv)) == 0
     out = capsys.readouterr().out

@@ -15,7 +15,8 @@ from safetensors.torch import load_file
 from pini_core.errors import ConfigError
 from pini_core.experiment import ExperimentConfig, Recipe, preset_config
 
-TASK, SHOTS, EPOCHS, LR, SEED = "toy-clutter", 2, 3, 0.02, 1
+TASK, SHOTS, EPOCHS, SEED = "toy-clutter", 2, 3, 1
+LR = preset_config("toy").recipe.lr  # the app's field must carry the preset's value for the configs to match
 
 
 def test_config_round_trips_through_json_and_refuses_unknown_keys():
@@ -56,7 +57,7 @@ def test_presets_differ_where_their_sources_do():
     assert (authors.recipe.lr, authors.recipe.epochs, authors.noise.ca_scale, authors.eval.mode) == (
         1e-3, 100, False, "single")
     assert authors.recipe.views() == 100 and authors.recipe.drop_last  # a fresh view each epoch, Dassl batches
-    assert (toy.recipe.lr, toy.recipe.epochs, toy.recipe.augment) == (0.02, 100, False)
+    assert (toy.recipe.lr, toy.recipe.epochs, toy.recipe.augment) == (0.001, 100, False)
     assert preset_config("paper", dataset="imagenet").recipe.epochs == 100
     # baselines keep their reference recipes under every preset
     assert preset_config("toy", method="coop", shots=1).recipe == preset_config("paper", method="coop", shots=1).recipe

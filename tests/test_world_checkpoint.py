@@ -98,13 +98,6 @@ def test_toy_tasks_leave_room_to_adapt_and_are_above_chance(loaded):
             assert rec[task]["chance"] + 5 < acc < source - 5, (task, acc)
 
 
-OPEN_ISSUE_14 = ("issue 14 item 1 is open: the shipped tower was pretrained with 'x'-prefixed captions (PiNI's "
-                 "layout) and is nearly blind at PiNI's placeholders; the placeholder-free recipe reached 88.8 % "
-                 "source zero-shot in 6000 steps (< 90 %), so the old model stays until an 8000-step run meets "
-                 "the targets (docs/world.md)")
-
-
-@pytest.mark.xfail(strict=True, reason=OPEN_ISSUE_14)
 def test_pretrained_without_any_methods_placeholder_captions():
     """Issue 14: the shipped model's recipe put no prompt-learning placeholder ("x" prefix)
     before any caption; long captions come from natural extra text instead."""
@@ -124,7 +117,6 @@ def test_prompt_sensitivity_is_recorded_and_reproduces(loaded):
     assert 0 < rec["random_init_reference"]["ratio"] < 10
 
 
-@pytest.mark.xfail(strict=True, reason=OPEN_ISSUE_14)
 def test_text_tower_is_not_blind_at_pinis_placeholders():
     """Issue 14's target: the ratio is no lower than a random-init tower's of the same architecture."""
     rec = META["prompt_sensitivity"]

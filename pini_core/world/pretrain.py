@@ -98,7 +98,7 @@ def preprocess_config(image_size: int) -> Dict:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = ("Pretrain the small embedded CLIP (checkpoints/toyclip) on the procedural "
-                          "world with the contrastive loss (the recipe of issue 14: no placeholder captions; about 23 "
+                          "world with the contrastive loss (the recipe of issue 14: no placeholder captions; about 20 "
                           "CPU-minutes, main process + renderer). The shipped checkpoint's own recipe and command are "
                           "in checkpoints/toyclip/pini_meta.json.")
     parser.add_argument("--out", default=str(EMBEDDED_DIR), help="output folder (open_clip local-dir format)")
