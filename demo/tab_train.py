@@ -162,9 +162,11 @@ def build(ctx: BuildContext) -> None:
             ds = session_zip(state, zip_path)  # unpacked once per session (by content), disk bounded
             splits = get_dataset("imagefolder", root=str(ds.root), seed=config.data.seed)
             where = f"your zip ({len(ds.items)} images, {len(ds.classnames)} classes)"
+            summary = estimate.zip_summary(ds, splits, config.shots)  # real counts, shots used, tiny-test warning
         else:
             splits = open_dataset(config)
             where = f"toy task {task_name}"
+            summary = f"{config.shots} per class"
         if not splits.train or not splits.test:
             raise DataError("This task needs training and test images.")
         k, n_epochs = config.shots, config.recipe.epochs
@@ -188,10 +190,10 @@ def build(ctx: BuildContext) -> None:
 
         threading.Thread(target=work, daemon=True, name="pini-app-train").start()
         history = []
-        head = (f"Training on {where}: {k} per class, {config.noise.describe()}, {_plural(n_epochs, 'epoch')} "
-                f"(recipe '{config.preset}', lr {config.recipe.lr:g}).")
+        head = (f"Training on {where}: {config.noise.describe()}, {_plural(n_epochs, 'epoch')} "
+                f"(recipe '{config.preset}', lr {config.recipe.lr:g}).\n\n{summary}")
         yield (f"{head}\n\nPreparing (the first epoch includes encoding the images) ...", None, None,
-               None, state, gr.update())
+               None, state, gr.update(), "")  # a new run clears the last Stop note
         t0 = time.time()
         res = None
         while res is None:
@@ -218,7 +220,7 @@ def build(ctx: BuildContext) -> None:
                 msg = (f"{head}\n\nEpoch {last['epoch']}/{n_epochs}: loss {last['loss']:.4f}{acc} "
                        f"({time.time() - t0:.0f} s).")
                 yield (msg, _frame(history, [("loss", "train loss")]),
-                       _frame(history, [("val_accuracy", "val accuracy")]), None, state, gr.update())
+                       _frame(history, [("val_accuracy", "val accuracy")]), None, state, gr.update(), gr.update())
         state.history = history
         ended = f"Stopped early: {res.reason}." if res.stopped else "Finished."
         metrics = {}
@@ -240,11 +242,11 @@ def build(ctx: BuildContext) -> None:
 
         if not history:
             yield (f"{head}\n\n{ended} No epoch finished, so there is no new generator.", None, None, None,
-                   state, generator_status(state))
+                   state, generator_status(state), gr.update())
             return
         yield (f"{head}\n\n{ended}{acc_txt} The generator is now used by the other tabs in this session.",
                _frame(history, [("loss", "train loss")]), _frame(history, [("val_accuracy", "val accuracy")]),
-               files, state, generator_status(state))
+               files, state, generator_status(state), gr.update())
 
     def request_stop(state: SessionState):
         if isinstance(state, SessionState):
@@ -253,9 +255,8 @@ def build(ctx: BuildContext) -> None:
 
     gen_status = ctx.generator_status[0] if ctx.generator_status else gr.Markdown(visible=False)
     start.click(train, [task, zip_file, shots, epochs, lr, seed, visual, text, ctx.session],
-                [status, loss_plot, acc_plot, ckpt, ctx.session, gen_status], api_name="train",
+                [status, loss_plot, acc_plot, ckpt, ctx.session, gen_status, stop_note], api_name="train",
                 concurrency_id="train", concurrency_limit=TRAININGS_AT_ONCE)
     stop.click(request_stop, [ctx.session], [stop_note], api_name="stop_training", queue=False)
     gr.on([visual.change, shots.change, epochs.change, task.change, zip_file.change], estimate.train_note,
           [task, zip_file, shots, epochs, visual, seed, ctx.session], [estimate_md], api_visibility="private")
-    start.click(lambda: "", None, [stop_note], queue=False, api_visibility="private")

@@ -130,6 +130,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "epochs at 1/2/4/8/16 shots, PiNI 200, Tip-Adapter-F 20) or quick (every schedule x "
                         f"{QUICK_FACTOR:g}, rounded up)")
     t.add_argument("--epochs", type=positive_int, default=None, help="override every trained method's epochs")
+    t.add_argument("--no-shared-prefix", action="store_true",
+                   help="encode every class prompt in full (slower; the same results within float noise)")
     t.add_argument("--protocol", choices=["reference", "tuned"], default="reference",
                    help="reference: each method's own recipe; tuned: one lr grid (--lr-grid) for every SGD-trained "
                         "method, the lr chosen on the few-shot val split (never on test)")
@@ -179,6 +181,7 @@ def config_from_args(args) -> BenchConfig:
         eval_mode=args.eval_mode, recipe=args.recipe or p.get("recipe", "paper"), zeroshot_ensemble=args.zeroshot_ensemble, dg=args.dg, pini_noise=args.pini_noise,
         aug_views=args.aug_views, augment=p.get("augment", True) if args.augment is None else args.augment,
         max_cells=args.max_cells, progress=not args.no_progress, protocol=args.protocol,
+        shared_prefix=not args.no_shared_prefix,
         **({"lr_grid": args.lr_grid} if args.lr_grid else {}))
 
 

@@ -80,6 +80,7 @@ class BenchConfig:
     progress: bool = True
     # reference: every method's own recipe; tuned: the same lr grid for every SGD-trained method,
     # the lr chosen on the few-shot val split (last-epoch val accuracy), never on test
+    shared_prefix: bool = True  # exact shared-prefix text encoding (speed only; results equal within float noise)
     protocol: str = "reference"
     lr_grid: List[float] = field(default_factory=lambda: list(LR_GRID))
 
@@ -208,6 +209,8 @@ class Benchmark:
             epochs = max(1, math.ceil(r.epochs * QUICK_FACTOR))
         views = r.aug_views if method in ("tip_adapter", "tip_adapter_f") or r.aug_views == 0 else self.cfg.aug_views
         changes = {"data": dc.replace(cfg.data, root=self.cfg.data_root)}
+        if not self.cfg.shared_prefix:
+            changes["shared_prefix"] = False
         # the recipe matters to gradient-trained methods; Tip-Adapter's cache only reads its augmentation
         if get_method_spec(method).training == "gradient":
             changes["recipe"] = dc.replace(r, epochs=epochs, augment=self.cfg.augment and r.augment, aug_views=views,
