@@ -4,7 +4,7 @@ The command only translates its arguments into an `ExperimentConfig` and calls
 `pini_core.run`. Settings not given come from the preset (`--preset`; default `toy` for
 the embedded model, `paper` otherwise) or from a saved config (`--config run.json`).
 
-Example (offline, the embedded toy CLIP; the toy preset is lr 0.02, 100 epochs, no augmentation):
+Example (offline, the embedded toy CLIP; the toy preset is lr 0.001, 100 epochs, no augmentation):
   python -m pini_core train --dataset toy-clutter --shots 16 --out runs/clutter
 Real CLIP on a CoOp-layout dataset, the authors' code's behaviour:
   python -m pini_core train --model ViT-B-16 --pretrained openai --dataset oxford_pets --root /data \\
