@@ -68,16 +68,9 @@ def allowed_models() -> List[str]:
 
 def max_params() -> float:
     """Largest architecture (parameters) a visitor may make the server build."""
-    raw = os.environ.get(ENV_MAX_PARAMS_M)
-    if raw is None or not raw.strip():
-        return DEFAULT_MAX_PARAMS_M * 1e6
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"${ENV_MAX_PARAMS_M} must be a number of millions of parameters, got {raw!r}") from None
-    if not value > 0:
-        raise ConfigError(f"${ENV_MAX_PARAMS_M} must be positive, got {raw!r}")
-    return value * 1e6
+    from demo.session import _env_number
+
+    return _env_number(ENV_MAX_PARAMS_M, DEFAULT_MAX_PARAMS_M, "millions of parameters") * 1e6
 
 
 def hub_allowed() -> bool:

@@ -9,7 +9,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Dict, Iterator
 
 FILE_MODE = 0o644  # mkstemp makes 0600; what the project writes is meant to be read by others (the app)
 
@@ -45,3 +45,12 @@ def write_text(path: str | os.PathLike, text: str) -> None:
 def write_json(path: str | os.PathLike, obj: Any, **dumps_kwargs: Any) -> None:
     """`json.dumps` runs first, so an unserialisable object fails before anything is touched."""
     write_text(path, json.dumps(obj, **{"indent": 2, **dumps_kwargs}))
+
+
+def update_json(path: str | os.PathLike, entries: Dict[str, Any]) -> None:
+    """Add or replace top-level `entries` in the JSON object at `path` (created if missing),
+    written atomically — e.g. a model's sidecar `pini_meta.json`."""
+    p = Path(path)
+    doc = json.loads(p.read_text()) if p.is_file() else {}
+    doc.update(entries)
+    write_json(p, doc)

@@ -182,9 +182,7 @@ def run(args) -> int:
         if args.random_init:
             raise ConfigError("--update-meta records a trained model's sensitivity; drop --random-init")
         meta_path = _model_dir(args.model) / "pini_meta.json"
-        meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
-        meta["prompt_sensitivity"] = out
-        meta["prompt_sensitivity_command"] = " ".join(["python -m pini_core prompt-sensitivity"] + sys.argv[2:])
-        atomic.write_json(meta_path, meta)
+        atomic.update_json(meta_path, {"prompt_sensitivity": out, "prompt_sensitivity_command": " ".join(
+            ["python -m pini_core prompt-sensitivity"] + sys.argv[2:])})
         print(f"recorded in {meta_path}")
     return 0

@@ -132,7 +132,6 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    import json
     import os
     import sys
 
@@ -148,9 +147,7 @@ def run(args) -> int:
         print(f"{task:15s} " + "  ".join(f"{k}={v:.1f}" for k, v in row.items()))
     if args.update_meta:
         meta_path = Path(args.dir) / "pini_meta.json"
-        meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
-        meta["zero_shot"] = res
-        meta["zero_shot_command"] = " ".join(["python -m pini_core zeroshot"] + sys.argv[2:])
-        atomic.write_json(meta_path, meta)
+        atomic.update_json(meta_path, {"zero_shot": res, "zero_shot_command": " ".join(
+            ["python -m pini_core zeroshot"] + sys.argv[2:])})
         print(f"recorded in {meta_path}")
     return 0
