@@ -222,3 +222,42 @@ def test_schedules_follow_their_references():
     plain = Recipe(epochs=E, lr=lr, warmup_epochs=w)
     assert lr_at(plain, E - 1) == pytest.approx(0.5 * lr * (1 + math.cos(math.pi * (E - 2) / (E - 1))))
     assert preset_config("authors").recipe.schedule == "cosine_dassl"
+
+
+def test_a_checkpoints_config_and_a_result_json_both_load_with_config(tmp_path):
+    """Newcomer case: `train --config CHECKPOINT/pini_config.json` (the experiment is inside)."""
+    from pini_core.cli import main
+    from pini_core.commands.train import add_arguments, config_from_args
+    import argparse
+
+    cfg = preset_config("toy", shots=1, dataset=TASK).replace(recipe=Recipe(epochs=1, lr=0.001, augment=False))
+    (tmp_path / "c.json").write_text(cfg.to_json())
+    assert main(["train", "--config", str(tmp_path / "c.json"), "--out", str(tmp_path / "run")]) == 0
+    p = argparse.ArgumentParser()
+    add_arguments(p)
+    for source in (tmp_path / "run" / "checkpoint" / "pini_config.json", tmp_path / "run" / "result.json"):
+        loaded = config_from_args(p.parse_args(["--config", str(source), "--seed", "2"]))
+        assert loaded == cfg.replace(seed=2), source.name
+
+
+def test_ctrl_c_in_the_cli_saves_then_exits_130(tmp_path, monkeypatch, capsys):
+    """Newcomer case: Ctrl-C mid-training keeps the last finished epoch, saves it, and exits
+    130 so `train && eval` does not carry on as if the run had finished."""
+    import pini_core.trainer as trainer
+    from pini_core.cli import main
+
+    real = trainer._LossModule.forward
+    calls = {"n": 0}
+
+    def forward(self, inputs, labels):
+        calls["n"] += 1
+        if calls["n"] == 3 * 1 + 1:  # 10 images, batch 32: one step per epoch -> during epoch 4
+            raise KeyboardInterrupt
+        return real(self, inputs, labels)
+
+    monkeypatch.setattr(trainer._LossModule, "forward", forward)
+    rc = main(["train", "--dataset", TASK, "--shots", "1", "--epochs", "50", "--out", str(tmp_path / "r")])
+    assert rc == 130
+    record = json.loads((tmp_path / "r" / "result.json").read_text())
+    assert record["stopped"] and record["epochs_done"] == 3 and "test_accuracy" in record["metrics"]
+    assert "interrupted (Ctrl-C)" in capsys.readouterr().err

@@ -8,6 +8,8 @@ cross-attention's entropy; the last line is the full result as JSON.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import argparse
 import json
 
@@ -59,6 +61,7 @@ def run(args) -> int:
         print(f"warning: {w}")
     if args.plot:
         fig = plot_meter_rows(res, title=f"pi-noise meter: {getattr(splits, 'name', '')}, {args.split} split")
+        Path(args.plot).parent.mkdir(parents=True, exist_ok=True)  # out_file_type checked it can be created
         fig.savefig(args.plot, dpi=120, bbox_inches="tight")
         print(f"plot: {args.plot}")
     print(json.dumps(res))

@@ -59,7 +59,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="named defaults: " + "; ".join(f"{k}: {v}" for k, v in PRESET_DOCS.items())
                         + ". Default: toy for --model embedded, paper otherwise")
     g.add_argument("--config", default=None,
-                   help="an experiment config JSON (e.g. a result.json's 'config', or a checkpoint's 'experiment'); "
+                   help="an experiment config JSON: a run's result.json, a checkpoint's pini_config.json, or the config "
+                        "itself; "
                         "flags given on the command line override it")
     g.add_argument("--method", default=None, choices=list_methods(), help="the method to train (default pini)")
     g.add_argument("--shots", type=int, default=None, help="k images per class (1, 2, 4, 8, 16; default 16)")
@@ -106,6 +107,8 @@ def config_from_args(args):
         loaded = json.loads(text) if text.strip().startswith("{") else None
         if isinstance(loaded, dict) and "config" in loaded and "metrics" in loaded:  # a result.json
             loaded = loaded["config"]
+        elif isinstance(loaded, dict) and "experiment" in loaded and "classnames" in loaded:  # a checkpoint config
+            loaded = loaded["experiment"]
         cfg = ExperimentConfig.from_dict(loaded) if loaded is not None else ExperimentConfig.from_json(text)
     else:
         preset = args.preset or default_preset(args.model)
@@ -160,4 +163,7 @@ def run(args) -> int:
     print(json.dumps(res.metrics, indent=2))
     if res.checkpoint:
         print(f"checkpoint: {res.checkpoint}")
+    if res.stopped and "Ctrl-C" in res.reason:
+        print("interrupted (Ctrl-C): the last finished epoch was saved and evaluated", file=sys.stderr)
+        return 130  # a shell `train && eval` must not carry on as if the run had finished
     return 0
