@@ -277,14 +277,19 @@ def run_features(args, bb, label: str) -> int:
           f"tower {tower * 1e3:.1f} ms/image")
     print(f"  {n} images x {v} views: {res['storage_gb_fp16']:.2f} GB fp16 ({res['storage_gb_fp32']:.2f} GB fp32), "
           f"~{res['hours_on_this_machine']:.1f} h on this machine")
+    _emit_json(args, res)
+    return 0
+
+
+def _emit_json(args, obj) -> None:
+    """--json PATH writes `obj` there (atomically); --json alone (-) prints it as the last line."""
     if args.json and args.json != "-":
         from ..atomic import write_json
 
-        write_json(args.json, res, indent=1)
+        write_json(args.json, obj, indent=1)
         print(f"wrote {args.json}")
     elif args.json == "-":
-        print(json.dumps(res))
-    return 0
+        print(json.dumps(obj))
 
 
 def run(args) -> int:
@@ -384,11 +389,5 @@ def run(args) -> int:
         note = f"  ({r['note']})" if r.get("note") else ""
         print(f"{r['classes']:>5} {r['path']:8} {r['text_tokens']:>11} {r['s_per_step']:>9.3f} "
               f"{r['steps_per_s']:>9.3f} {x:>9} {r['cpu_s_per_step']:>10.3f} {xc:>8}{flag}{note}")
-    if args.json and args.json != "-":
-        from ..atomic import write_json
-
-        write_json(args.json, rows, indent=1)
-        print(f"wrote {args.json}")
-    elif args.json == "-":
-        print(json.dumps(rows))
+    _emit_json(args, rows)
     return 0
